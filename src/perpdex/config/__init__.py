@@ -1,0 +1,1 @@
+"""Configuration files of perpdex: the market file (TOML, validated with pydantic) and its default."""

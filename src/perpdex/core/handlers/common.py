@@ -1,0 +1,58 @@
+"""Checks shared by several handlers: ids, amounts, assets and fresh oracle prices.
+Each raises the typed error naming the field at fault."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perpdex.core.errors import (
+    MalformedTxError, MissingOraclePriceError, StaleOracleError, UnknownAssetError, UnknownSubaccountError,
+)
+from perpdex.core.state import Subaccount, SubaccountId
+from perpdex.core.units import MAX_BALANCE_QUANTUMS, USDC_ASSET_ID
+
+if TYPE_CHECKING:
+    from perpdex.core.exchange import Exchange
+
+MAX_SUBACCOUNT_NUMBER = 127  # dYdX v4 subaccount numbers are 0..127
+
+
+def check_subaccount_id(subaccount_id: object, field: str) -> SubaccountId:
+    if (type(subaccount_id) is not SubaccountId or not isinstance(subaccount_id.owner, str)
+            or not subaccount_id.owner or type(subaccount_id.number) is not int
+            or not 0 <= subaccount_id.number <= MAX_SUBACCOUNT_NUMBER):
+        raise MalformedTxError("subaccount id must be SubaccountId(owner: non-empty str, number: 0..127)",
+                               field=field, value=subaccount_id)
+    return subaccount_id
+
+
+def require_subaccount(ex: Exchange, subaccount_id: SubaccountId, field: str = "subaccount_id") -> Subaccount:
+    subaccount = ex.subaccounts.get(subaccount_id)
+    if subaccount is None:
+        check_subaccount_id(subaccount_id, field)
+        raise UnknownSubaccountError(f"no subaccount {subaccount_id}", field=field, value=str(subaccount_id))
+    return subaccount
+
+
+def check_amount(amount: object, field: str = "amount_quantums") -> int:
+    if type(amount) is not int or not 0 < amount <= MAX_BALANCE_QUANTUMS:
+        raise MalformedTxError(f"{field} must be a positive integer of quantums", field=field, value=amount)
+    return amount
+
+
+def check_asset(asset_id: object) -> int:
+    """Only USDC (asset 0) is collateral today; collateral is a per-asset map so more can come."""
+    if asset_id != USDC_ASSET_ID or type(asset_id) is not int:
+        raise UnknownAssetError("only USDC (asset 0) is accepted as collateral", field="asset_id", value=asset_id)
+    return asset_id
+
+
+def require_fresh_prices(ex: Exchange, subaccount: Subaccount, ts_ms: int) -> None:
+    """A margin check on stale prices could let collateral out that a position needs."""
+    for market_id in subaccount.positions:
+        market = ex.markets[market_id]
+        if market.oracle_price_subticks is None:
+            raise MissingOraclePriceError(f"no oracle price for {market_id}", field="market_id", value=market_id)
+        if not market.oracle_is_fresh(ts_ms):
+            raise StaleOracleError(f"oracle price of {market_id} is older than {market.params.oracle_staleness_ms} ms",
+                                   field="market_id", value=market_id)

@@ -1,0 +1,98 @@
+"""Transactions: one frozen dataclass per type, the only inputs that change the exchange.
+Each carries `ts_ms`; amounts are quantums, prices subticks (decimal parsing happens in the shells)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perpdex.core.orders import ConditionType, OrderType, Side, TimeInForce
+from perpdex.core.state import MarginMode, SubaccountId
+from perpdex.core.units import USDC_ASSET_ID
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    ts_ms: int
+    subaccount_id: SubaccountId
+    amount_quantums: int
+    asset_id: int = USDC_ASSET_ID
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    ts_ms: int
+    subaccount_id: SubaccountId
+    amount_quantums: int
+    asset_id: int = USDC_ASSET_ID
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Collateral between two subaccounts (any owners, as dYdX v4 MsgCreateTransfer)."""
+
+    ts_ms: int
+    sender: SubaccountId
+    recipient: SubaccountId
+    amount_quantums: int
+    asset_id: int = USDC_ASSET_ID
+
+
+@dataclass(frozen=True, slots=True)
+class SetMarginMode:
+    """Make a subaccount cross, or isolated to one market; only with no positions and no orders."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    margin_mode: MarginMode
+    isolated_market_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """A limit or market order, optionally conditional (stop-loss / take-profit on the oracle).
+
+    `price_subticks` is the limit price; for a market order it is the worst price and may be
+    None (then oracle +/- the market's slippage). `good_til_ts_ms` ends a GTT order (None: until
+    canceled). `client_id` must be unique among the subaccount's open orders.
+    """
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    market_id: str
+    side: Side
+    size_base_quantums: int
+    price_subticks: int | None = None
+    order_type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.GTT
+    reduce_only: bool = False
+    client_id: int | None = None
+    good_til_ts_ms: int | None = None
+    condition: ConditionType | None = None
+    trigger_price_subticks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel one open or untriggered order by exchange order id or by client id."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    order_id: int | None = None
+    client_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OraclePrice:
+    """One market's prices from several sources (subticks); the index is their median."""
+
+    market_id: str
+    source_prices_subticks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OracleUpdate:
+    ts_ms: int
+    prices: tuple[OraclePrice, ...]
+
+
+Tx = Deposit | Withdraw | Transfer | SetMarginMode | PlaceOrder | CancelOrder | OracleUpdate

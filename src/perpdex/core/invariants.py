@@ -1,0 +1,91 @@
+"""Invariants of the exchange state: collateral conserved, positions zero-sum, open interest
+and the book consistent with the order table. Run after every apply in tests and debug runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perpdex.core.errors import InvariantViolation
+from perpdex.core.orders import OrderStatus
+from perpdex.core.units import USDC_ASSET_ID
+
+if TYPE_CHECKING:
+    from perpdex.core.exchange import Exchange
+
+_RESTING = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+def check_invariants(ex: Exchange) -> None:
+    """Raise InvariantViolation naming the first broken invariant."""
+    _check_collateral(ex)
+    _check_positions(ex)
+    _check_orders(ex)
+
+
+def _check_collateral(ex: Exchange) -> None:
+    """deposited - withdrawn = balances + fees collected + insurance fund, per asset."""
+    assets = set(ex.total_deposited) | set(ex.total_withdrawn)
+    for sub in ex.subaccounts.values():
+        assets.update(sub.collateral)
+    for asset_id in assets:
+        held = sum(sub.collateral.get(asset_id, 0) for sub in ex.subaccounts.values())
+        if asset_id == USDC_ASSET_ID:
+            held += ex.fees_collected_quote_quantums + ex.insurance_fund_quote_quantums
+        net_in = ex.total_deposited.get(asset_id, 0) - ex.total_withdrawn.get(asset_id, 0)
+        if held != net_in:
+            raise InvariantViolation(f"asset {asset_id}: held {held} != deposited - withdrawn {net_in}")
+
+
+def _check_positions(ex: Exchange) -> None:
+    """Every market's positions sum to zero and its open interest is the total long size."""
+    for market_id, market in ex.markets.items():
+        longs = shorts = 0
+        for sub in ex.subaccounts.values():
+            size = sub.positions.get(market_id, 0)
+            if size > 0:
+                longs += size
+            elif size < 0:
+                shorts -= size
+        if longs != shorts:
+            raise InvariantViolation(f"{market_id}: longs {longs} != shorts {shorts}")
+        if market.open_interest_base_quantums != longs:
+            raise InvariantViolation(f"{market_id}: open interest {market.open_interest_base_quantums} != longs {longs}")
+    for sub in ex.subaccounts.values():
+        if 0 in sub.positions.values():
+            raise InvariantViolation(f"{sub.subaccount_id}: zero-size position stored")
+        if sub.isolated_market_id is not None and set(sub.positions) - {sub.isolated_market_id}:
+            raise InvariantViolation(f"{sub.subaccount_id}: isolated subaccount holds another market")
+
+
+def _check_orders(ex: Exchange) -> None:
+    """The book, the trigger lists and the order table describe the same open orders."""
+    seen: set[int] = set()
+    for market_id, market in ex.markets.items():
+        for is_buy in (True, False):
+            for price, level in market.book.levels(is_buy):
+                if not level:
+                    raise InvariantViolation(f"{market_id}: empty level {price} kept")
+                for order_id, remaining in level.items():
+                    order = ex.open_orders.get(order_id)
+                    if (order is None or order.market_id != market_id or order.is_buy != is_buy
+                            or order.price_subticks != price or order.remaining_base_quantums != remaining
+                            or order.status not in _RESTING or remaining <= 0):
+                        raise InvariantViolation(f"{market_id}: book entry {order_id} disagrees with {order!r}")
+                    seen.add(order_id)
+        crossed = market.book.best_bid() is not None and market.book.best_ask() is not None
+        if crossed and market.book.best_bid() >= market.book.best_ask():
+            raise InvariantViolation(f"{market_id}: book is crossed")
+        for order_id, order in market.untriggered.items():
+            if order.status is not OrderStatus.UNTRIGGERED or ex.open_orders.get(order_id) is not order:
+                raise InvariantViolation(f"{market_id}: untriggered entry {order_id} disagrees with {order!r}")
+            seen.add(order_id)
+    if seen != set(ex.open_orders):
+        raise InvariantViolation(f"open orders not on a book or trigger list: {sorted(set(ex.open_orders) - seen)}")
+    if set(ex.open_orders) & set(ex.finished_orders):
+        raise InvariantViolation("an order is both open and finished")
+    for (subaccount_id, _client_id), order_id in ex.client_ids.items():
+        if ex.open_orders[order_id].subaccount_id != subaccount_id:
+            raise InvariantViolation(f"client id index points {subaccount_id} at another's order {order_id}")
+    indexed = {order_id for owned in ex.orders_by_subaccount.values() for order_id in owned}
+    if indexed != set(ex.open_orders):
+        raise InvariantViolation("orders_by_subaccount disagrees with the open orders")

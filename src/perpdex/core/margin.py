@@ -142,22 +142,32 @@ def margin_requirements(abs_notional_quote_quantums: int, tier: LiquidityTier, i
     return -((-abs_notional_quote_quantums * initial_margin_ppm) // PPM), maintenance  # ceil: against trader
 
 
-def position_risk(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
-                  tier: LiquidityTier, open_interest_base_quantums: int = 0) -> Risk:
-    """Risk of one perpetual position at the oracle price: NC is its signed notional.
+def position_requirements(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
+                          tier: LiquidityTier, open_interest_base_quantums: int = 0) -> tuple[int, int, int]:
+    """(signed notional, IMR, MMR) of one position at the oracle price, as a plain tuple for
+    hot paths; `position_risk` is the same as a `Risk`.
 
     Open interest is the market's long size in base quantums, valued at the same price
     (dYdX v4 values the OI at the oracle price for the OI-scaled initial fraction).
     """
-    notional = notional_quote_quantums(size_base_quantums, price_subticks, quantum_conversion_divisor)
+    product = size_base_quantums * price_subticks
+    # truncate toward zero, as notional_quote_quantums (inlined: this runs several times a fill)
+    notional = product // quantum_conversion_divisor if product >= 0 else -((-product) // quantum_conversion_divisor)
     if not notional:
-        return Risk(0, 0, 0)
+        return 0, 0, 0
     imf = tier.initial_margin_ppm
     if tier.open_interest_upper_cap_quote_quantums:
         oi_notional = notional_quote_quantums(open_interest_base_quantums, price_subticks, quantum_conversion_divisor)
         imf = adjusted_initial_margin_ppm(tier, oi_notional)
-    initial, maintenance = margin_requirements(abs(notional), tier, imf)
-    return Risk(notional, initial, maintenance)
+    initial, maintenance = margin_requirements(notional if notional > 0 else -notional, tier, imf)
+    return notional, initial, maintenance
+
+
+def position_risk(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
+                  tier: LiquidityTier, open_interest_base_quantums: int = 0) -> Risk:
+    """Risk of one perpetual position at the oracle price: NC is its signed notional."""
+    return Risk(*position_requirements(size_base_quantums, price_subticks, quantum_conversion_divisor, tier,
+                                       open_interest_base_quantums))
 
 
 class PricedMarket(Protocol):
@@ -178,8 +188,8 @@ def positions_risk(positions: Mapping[str, int], markets: Mapping[str, PricedMar
         if market_id == skip_market_id:
             continue
         market = markets[market_id]
-        risk = position_risk(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
-                             market.params.liquidity_tier, market.open_interest_base_quantums)
+        risk = position_requirements(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
+                                     market.params.liquidity_tier, market.open_interest_base_quantums)
         net += risk[0]
         initial += risk[1]
         maintenance += risk[2]

@@ -1,33 +1,30 @@
-"""Transactions: one frozen dataclass per type, the only inputs that change the exchange.
+"""Transactions: one immutable record (NamedTuple) per type, the only inputs that change the exchange.
 Each carries `ts_ms`; amounts are quantums, prices subticks (decimal parsing happens in the shells)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from perpdex.core.orders import ConditionType, OrderType, Side, TimeInForce
 from perpdex.core.state import MarginMode, SubaccountId
 from perpdex.core.units import USDC_ASSET_ID
 
 
-@dataclass(frozen=True, slots=True)
-class Deposit:
+class Deposit(NamedTuple):
     ts_ms: int
     subaccount_id: SubaccountId
     amount_quantums: int
     asset_id: int = USDC_ASSET_ID
 
 
-@dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(NamedTuple):
     ts_ms: int
     subaccount_id: SubaccountId
     amount_quantums: int
     asset_id: int = USDC_ASSET_ID
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(NamedTuple):
     """Collateral between two subaccounts (any owners, as dYdX v4 MsgCreateTransfer)."""
 
     ts_ms: int
@@ -37,8 +34,7 @@ class Transfer:
     asset_id: int = USDC_ASSET_ID
 
 
-@dataclass(frozen=True, slots=True)
-class SetMarginMode:
+class SetMarginMode(NamedTuple):
     """Make a subaccount cross, or isolated to one market; only with no positions and no orders."""
 
     ts_ms: int
@@ -47,8 +43,7 @@ class SetMarginMode:
     isolated_market_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PlaceOrder:
+class PlaceOrder(NamedTuple):
     """A limit or market order, optionally conditional (stop-loss / take-profit on the oracle).
 
     `price_subticks` is the limit price; for a market order it is the worst price and may be
@@ -71,8 +66,7 @@ class PlaceOrder:
     trigger_price_subticks: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(NamedTuple):
     """Cancel one open or untriggered order by exchange order id or by client id."""
 
     ts_ms: int
@@ -81,16 +75,14 @@ class CancelOrder:
     client_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OraclePrice:
+class OraclePrice(NamedTuple):
     """One market's prices from several sources (subticks); the index is their median."""
 
     market_id: str
     source_prices_subticks: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class OracleUpdate:
+class OracleUpdate(NamedTuple):
     ts_ms: int
     prices: tuple[OraclePrice, ...]
 

@@ -12,12 +12,12 @@ from perpdex.core.errors import (
 )
 from perpdex.core.events import Fill, OrderAccepted, OrderFinished, OrderRested
 from perpdex.core.handlers.common import require_subaccount
-from perpdex.core.margin import Risk, TransitionResult, check_transition, position_risk, positions_risk
+from perpdex.core.margin import Risk, TransitionResult, check_transition, position_requirements, positions_risk
 from perpdex.core.orders import CancelReason, ConditionType, Order, OrderStatus, OrderType, Side, TimeInForce
 from perpdex.core.params import MarketType
 from perpdex.core.plan import Plan
 from perpdex.core.state import MarginMode
-from perpdex.core.units import MAX_ORDER_SIZE_BASE_QUANTUMS, MAX_SUBTICKS, PPM
+from perpdex.core.units import MAX_ORDER_SIZE_BASE_QUANTUMS, MAX_SUBTICKS, PPM, USDC_ASSET_ID
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
@@ -142,11 +142,21 @@ def market_order_limit(market: MarketState, is_buy: bool) -> int:
     return max(tick, -((-bound) // tick) * tick)
 
 
-def _with_position(rest: Risk, usdc: int, size: int, market: MarketState, open_interest: int) -> Risk:
+def _with_position(rest: tuple, usdc: int, size: int, market: MarketState, open_interest: int) -> Risk:
     """Account risk from the other markets' part (`rest`), USDC and this market's position."""
-    own = position_risk(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
-                        market.params.liquidity_tier, open_interest)
+    own = position_requirements(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
+                                market.params.liquidity_tier, open_interest)
     return Risk(usdc + rest[0] + own[0], rest[1] + own[1], rest[2] + own[2])
+
+
+def _transition(rest: tuple, market: MarketState, open_interest: int, usdc_before: int, size_before: int,
+                usdc_after: int, size_after: int) -> TransitionResult:
+    """check_transition for a change to one market's position, computing the state before only
+    when the state after misses initial margin (the common case needs one risk, not two)."""
+    after = _with_position(rest, usdc_after, size_after, market, open_interest)
+    if after[0] >= after[1]:
+        return _SUCCESS
+    return check_transition(_with_position(rest, usdc_before, size_before, market, open_interest), after)
 
 
 def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int | None,
@@ -164,7 +174,6 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     is_buy = order.is_buy
     sign = 1 if is_buy else -1
     size = order.size_base_quantums
-    taker_id = order.subaccount_id
     position = subaccount.positions.get(market_id, 0)
     if order.reduce_only and (position == 0 or (position > 0) == is_buy):
         raise ReduceOnlyError("a reduce-only order must be opposite an open position", field="reduce_only",
@@ -185,135 +194,159 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     open_interest = market.open_interest_base_quantums
     usdc = subaccount.usdc_quote_quantums
     rest = positions_risk(subaccount.positions, ex.markets, skip_market_id=market_id)
-    before = _with_position(rest, usdc, position, market, open_interest)
     worst_size = min(size, abs(position)) if order.reduce_only else size
     worst_quote = worst_size * limit_price // divisor  # exact on the price and size grid
     worst_fee_ppm = max(params.maker_fee_ppm, 0) if post_only else params.taker_fee_ppm
     worst_fee = -((-worst_quote * worst_fee_ppm) // PPM)  # ceil: against trader
-    worst = _with_position(rest, usdc - sign * worst_quote - worst_fee, position + sign * worst_size, market,
-                           open_interest + worst_size)
-    outcome = check_transition(before, worst)
+    worst_open_interest = open_interest + worst_size
+    outcome = _transition(rest, market, worst_open_interest, usdc, position,
+                          usdc - sign * worst_quote - worst_fee, position + sign * worst_size)
     if outcome is not _SUCCESS:
+        free = _with_position(rest, usdc, position, market, open_interest).free_collateral
         raise MarginError(f"order fails the margin check for a full fill at its limit price ({outcome.value}):"
-                          f" free collateral {before.free_collateral} quote quantums", field="size_base_quantums",
+                          f" free collateral {free} quote quantums", field="size_base_quantums",
                           value=size, result=outcome)
 
+    if post_only or not book.crosses(is_buy, limit_price):
+        _settle_taker(result, order, size, None, limit_price, ts_ms)
+        return
+    remaining, stop_reason = _match(ex, market, subaccount, order, limit_price, rest, ts_ms, result)
+    _settle_taker(result, order, remaining, stop_reason, limit_price, ts_ms)
+
+
+def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int, rest: tuple,
+           ts_ms: int, result: Plan) -> tuple[int, CancelReason | None]:
+    """Walk the crossing side of the book; plan fills, maker cancels and subaccount drafts into
+    `result`. Returns the taker's unfilled size and why it stopped early (None if it did not).
+    A fill-or-kill that cannot fill entirely plans nothing and returns its whole size."""
+    params = market.params
+    market_id = params.market_id
+    is_buy = order.is_buy
+    sign = 1 if is_buy else -1
+    size = order.size_base_quantums
+    taker_id = order.subaccount_id
+    divisor = market.quantum_conversion_divisor
+    open_interest = market.open_interest_base_quantums
+    taker_fee_ppm, maker_fee_ppm = params.taker_fee_ppm, params.maker_fee_ppm
     taker = subaccount.copy()
-    events = result.events
+    taker_positions, taker_collateral = taker.positions, taker.collateral
+    drafts: dict[SubaccountId, tuple[Subaccount, tuple]] = {taker_id: (taker, rest)}
     remaining = size
     stop_reason: CancelReason | None = None
     fills: list[Fill] = []
     maker_fills: list[tuple[Order, int]] = []
     finished: list[tuple[Order, OrderStatus, CancelReason | None]] = []
     finished_events: list[OrderFinished] = []
-    drafts: dict[SubaccountId, tuple[Subaccount, Risk]] = {taker_id: (taker, rest)}
     fees = 0
-    if not post_only:
-        taker_fee_ppm, maker_fee_ppm = params.taker_fee_ppm, params.maker_fee_ppm
-        open_orders = ex.open_orders
-        for price, maker_order_id, maker_remaining in book.iter_crossing(is_buy, limit_price):
-            maker_order = open_orders[maker_order_id]
-            good_til = maker_order.good_til_ts_ms
-            if good_til is not None and good_til <= ts_ms:
-                continue  # expired: this transaction's expiry sweep takes it off
-            maker_id = maker_order.subaccount_id
-            if maker_id == taker_id:
-                _cancel(maker_order, CancelReason.SELF_TRADE, ts_ms, finished, finished_events)
-                continue
-            quantity = remaining if remaining < maker_remaining else maker_remaining
-            taker_position = taker.positions.get(market_id, 0)
-            if order.reduce_only:
-                room = -sign * taker_position  # > 0 while the taker still has a position to reduce
-                if room <= 0:
-                    stop_reason = CancelReason.REDUCE_ONLY_RESIZE
-                    break
-                quantity = min(quantity, room)
-            draft = drafts.get(maker_id)
-            if draft is None:
-                stored = ex.subaccounts[maker_id]
-                draft = (stored.copy(), positions_risk(stored.positions, ex.markets, skip_market_id=market_id))
-                drafts[maker_id] = draft
-            maker, maker_rest = draft
-            maker_position = maker.positions.get(market_id, 0)
-            if maker_order.reduce_only:
-                room = sign * maker_position  # the maker sells (taker buys) only out of a long
-                if room <= 0:
-                    _cancel(maker_order, CancelReason.REDUCE_ONLY_RESIZE, ts_ms, finished, finished_events)
-                    continue
-                quantity = min(quantity, room)
-            quote = quantity * price // divisor  # exact on the grid (MarketParams.validate)
-            taker_fee = -((-quote * taker_fee_ppm) // PPM)  # ceil: against trader (dYdX v4 fees round up)
-            maker_fee = -((-quote * maker_fee_ppm) // PPM)  # ceil: a rebate shrinks, against trader
-            taker_new = taker_position + sign * quantity
-            maker_new = maker_position - sign * quantity
-            new_open_interest = (open_interest + max(taker_new, 0) - max(taker_position, 0)
-                                 + max(maker_new, 0) - max(maker_position, 0))
-            maker_usdc = maker.usdc_quote_quantums
-            maker_check = check_transition(
-                _with_position(maker_rest, maker_usdc, maker_position, market, new_open_interest),
-                _with_position(maker_rest, maker_usdc + sign * quote - maker_fee, maker_new, market,
-                               new_open_interest))
-            if maker_check is not _SUCCESS:
-                _cancel(maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms, finished, finished_events)
-                continue
-            taker_usdc = taker.usdc_quote_quantums
-            taker_check = check_transition(
-                _with_position(rest, taker_usdc, taker_position, market, new_open_interest),
-                _with_position(rest, taker_usdc - sign * quote - taker_fee, taker_new, market, new_open_interest))
-            if taker_check is not _SUCCESS:
-                stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
+    open_orders = ex.open_orders
+    for price, maker_order_id, maker_remaining in market.book.iter_crossing(is_buy, limit_price):
+        maker_order = open_orders[maker_order_id]
+        good_til = maker_order.good_til_ts_ms
+        if good_til is not None and good_til <= ts_ms:
+            continue  # expired: this transaction's expiry sweep takes it off
+        maker_id = maker_order.subaccount_id
+        if maker_id == taker_id:
+            _cancel(maker_order, CancelReason.SELF_TRADE, ts_ms, finished, finished_events)
+            continue
+        quantity = remaining if remaining < maker_remaining else maker_remaining
+        taker_position = taker_positions.get(market_id, 0)
+        if order.reduce_only:
+            room = -sign * taker_position  # > 0 while the taker still has a position to reduce
+            if room <= 0:
+                stop_reason = CancelReason.REDUCE_ONLY_RESIZE
                 break
-            taker.add_usdc(-sign * quote - taker_fee)
-            taker.set_position(market_id, taker_new)
-            maker.add_usdc(sign * quote - maker_fee)
-            maker.set_position(market_id, maker_new)
-            open_interest = new_open_interest
-            fees += taker_fee + maker_fee
-            maker_fills.append((maker_order, quantity))
-            fills.append(Fill(ts_ms, market_id, price, quantity, quote, is_buy, order.order_id, taker_id, taker_fee,
-                              maker_order.order_id, maker_id, maker_fee))
-            if quantity == maker_remaining:
-                finished_events.append(OrderFinished(ts_ms, maker_order.order_id, maker_id, market_id,
-                                                     OrderStatus.FILLED, maker_order.size_base_quantums, 0))
-            remaining -= quantity
-            if not remaining:
-                break
-        if order.reduce_only and remaining and stop_reason is None and -sign * taker.positions.get(market_id, 0) <= 0:
-            stop_reason = CancelReason.REDUCE_ONLY_RESIZE
-
-    tif = order.time_in_force
-    if tif is TimeInForce.FOK and remaining:
-        # all or nothing: drop every fill and every cancel this walk planned
-        result.placed, result.placed_status, result.placed_remaining = order, OrderStatus.CANCELED, size
-        events.append(OrderFinished(ts_ms, order.order_id, taker_id, market_id, OrderStatus.CANCELED, 0, size,
-                                    CancelReason.FOK_NOT_FILLED))
-        return
+            quantity = min(quantity, room)
+        draft = drafts.get(maker_id)
+        if draft is None:
+            stored = ex.subaccounts[maker_id]
+            draft = (stored.copy(), positions_risk(stored.positions, ex.markets, skip_market_id=market_id))
+            drafts[maker_id] = draft
+        maker, maker_rest = draft
+        maker_position = maker.positions.get(market_id, 0)
+        if maker_order.reduce_only:
+            room = sign * maker_position  # the maker sells (taker buys) only out of a long
+            if room <= 0:
+                _cancel(maker_order, CancelReason.REDUCE_ONLY_RESIZE, ts_ms, finished, finished_events)
+                continue
+            quantity = min(quantity, room)
+        quote = quantity * price // divisor  # exact on the grid (MarketParams.validate)
+        taker_fee = -((-quote * taker_fee_ppm) // PPM)  # ceil: against trader (dYdX v4 fees round up)
+        maker_fee = -((-quote * maker_fee_ppm) // PPM)  # ceil: a rebate shrinks, against trader
+        taker_new = taker_position + sign * quantity
+        maker_new = maker_position - sign * quantity
+        new_open_interest = (open_interest + max(taker_new, 0) - max(taker_position, 0)
+                             + max(maker_new, 0) - max(maker_position, 0))
+        maker_usdc = maker.collateral.get(USDC_ASSET_ID, 0)
+        maker_usdc_new = maker_usdc + sign * quote - maker_fee
+        if _transition(maker_rest, market, new_open_interest, maker_usdc, maker_position,
+                       maker_usdc_new, maker_new) is not _SUCCESS:
+            _cancel(maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms, finished, finished_events)
+            continue
+        taker_usdc = taker_collateral.get(USDC_ASSET_ID, 0)
+        taker_usdc_new = taker_usdc - sign * quote - taker_fee
+        if _transition(rest, market, new_open_interest, taker_usdc, taker_position,
+                       taker_usdc_new, taker_new) is not _SUCCESS:
+            stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
+            break
+        taker_collateral[USDC_ASSET_ID] = taker_usdc_new
+        taker.set_position(market_id, taker_new)
+        maker.collateral[USDC_ASSET_ID] = maker_usdc_new
+        maker.set_position(market_id, maker_new)
+        open_interest = new_open_interest
+        fees += taker_fee + maker_fee
+        maker_fills.append((maker_order, quantity))
+        fills.append(Fill(ts_ms, market_id, price, quantity, quote, is_buy, order.order_id, taker_id, taker_fee,
+                          maker_order.order_id, maker_id, maker_fee))
+        if quantity == maker_remaining:
+            finished_events.append(OrderFinished(ts_ms, maker_order.order_id, maker_id, market_id,
+                                                 OrderStatus.FILLED, maker_order.size_base_quantums, 0))
+        remaining -= quantity
+        if not remaining:
+            break
+    if order.reduce_only and remaining and stop_reason is None and -sign * taker_positions.get(market_id, 0) <= 0:
+        stop_reason = CancelReason.REDUCE_ONLY_RESIZE
+    if order.time_in_force is TimeInForce.FOK and remaining:
+        return size, CancelReason.FOK_NOT_FILLED  # all or nothing: nothing of this walk is kept
 
     for subaccount_id, (draft_subaccount, _) in drafts.items():
+        if not draft_subaccount.collateral.get(USDC_ASSET_ID, 1):
+            del draft_subaccount.collateral[USDC_ASSET_ID]  # a zero balance is not stored
         result.subaccounts[subaccount_id] = draft_subaccount
     result.maker_fills.extend(maker_fills)
     result.finished.extend(finished)
     result.fees_delta_quote_quantums += fees
     if open_interest != market.open_interest_base_quantums:
         result.open_interest[market_id] = open_interest
-    events.extend(fills)
-    events.extend(finished_events)
-    _cancel_stale_reduce_only(ex, drafts, market_id, order.order_id, ts_ms, result)
+    result.events.extend(fills)
+    result.events.extend(finished_events)
+    if fills:
+        _cancel_stale_reduce_only(ex, drafts, market_id, order.order_id, ts_ms, result)
+    return remaining, stop_reason
 
+
+def _settle_taker(result: Plan, order: Order, remaining: int, stop_reason: CancelReason | None, limit_price: int,
+                  ts_ms: int) -> None:
+    """Plan the taker's end state: filled, canceled (IOC, FOK, market, stopped early) or resting."""
+    size = order.size_base_quantums
     filled = size - remaining
     result.placed, result.placed_remaining = order, remaining
+    events = result.events
     if not remaining:
         result.placed_status = OrderStatus.FILLED
-        events.append(OrderFinished(ts_ms, order.order_id, taker_id, market_id, OrderStatus.FILLED, size, 0))
-    elif stop_reason is not None or tif is TimeInForce.IOC or order.order_type is OrderType.MARKET:
-        reason = stop_reason or CancelReason.IOC_REMAINDER
+        events.append(OrderFinished(ts_ms, order.order_id, order.subaccount_id, order.market_id,
+                                    OrderStatus.FILLED, size, 0))
+    elif (stop_reason is not None or order.time_in_force in _IMMEDIATE
+          or order.order_type is OrderType.MARKET):
+        if stop_reason is None:
+            stop_reason = (CancelReason.FOK_NOT_FILLED if order.time_in_force is TimeInForce.FOK
+                           else CancelReason.IOC_REMAINDER)
         result.placed_status = OrderStatus.CANCELED
-        events.append(OrderFinished(ts_ms, order.order_id, taker_id, market_id, OrderStatus.CANCELED, filled,
-                                    remaining, reason))
+        events.append(OrderFinished(ts_ms, order.order_id, order.subaccount_id, order.market_id,
+                                    OrderStatus.CANCELED, filled, remaining, stop_reason))
     else:
         result.placed_status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.OPEN
         result.placed_rests = True
-        events.append(OrderRested(ts_ms, order.order_id, market_id, limit_price, remaining))
+        events.append(OrderRested(ts_ms, order.order_id, order.market_id, limit_price, remaining))
 
 
 def _cancel(order: Order, reason: CancelReason, ts_ms: int, finished: list, finished_events: list,

@@ -1,0 +1,319 @@
+"""Vectorized liquidation screen over many subaccounts: float64 running net collateral and maintenance
+per account, flagged within a proven error bound, each candidate confirmed by the exact `core.margin` check."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from perpdex.core.margin import Risk, account_risk
+from perpdex.core.params import MarketParams
+from perpdex.core.state import SubaccountId
+from perpdex.core.units import MAX_SUBTICKS, PPM
+
+if TYPE_CHECKING:
+    from perpdex.core.exchange import Exchange
+
+Rows = npt.NDArray[np.intp]
+
+UNIT_ROUNDOFF = Fraction(1, 2**53)  # u: float64 round-to-nearest relative error
+MAX_ABS_INT64 = 2**63 - 1  # sizes and balances must fit int64 (the screen's exact copy)
+
+
+def gamma(count: int) -> Fraction:
+    """Higham's gamma_n = n u / (1 - n u): bound on the relative error of n float64 roundings."""
+    return Fraction(count, 2**53 - count)
+
+
+def tolerance_quote_quantums(markets_count: int, updates_since_full: int, max_abs_usdc_quote_quantums: int,
+                             gross_bound_quote_quantums: Fraction, maintenance_bound_quote_quantums: Fraction) -> float:
+    """The screen flags an account when float NC < float(MMR + tolerance); this is that tolerance,
+    proven never to miss an account the exact integer check calls liquidatable.
+
+    Exact side (m markets, npos <= m positions; x_j = s_j p_j / D_j the real notional, ab the
+    product of the base initial and maintenance fractions): NC_int = usdc + sum trunc(x_j) is within
+    npos of the real nc = usdc + sum x_j (truncation moves each term by < 1 quantum), and
+    MMR_int = sum ceil(ceil(|trunc(x_j)| a) b) <= mm + 2 npos with mm = sum |x_j| a b (each ceil
+    adds < 1, b <= 1). Liquidatable means NC_int <= MMR_int - 1, hence nc < mm + 3m - 1.
+
+    Float side (u = 2**-53, gamma_n = n u / (1 - n u), any summation order, FMA or not): a full
+    recompute rounds each term 3 times (size to float, price scale, product) and adds m times, so
+    |NC_f - nc| <= gamma_{m+3} (|usdc| + g) and |MMR_f - mm| <= gamma_{m+3} mm, where g is the
+    account's gross notional. Each incremental move of one market adds at most gamma_5 (|usdc| + g)
+    to the NC error and gamma_5 mm to the MMR error (3 roundings of the delta, 1 of the sum, the
+    rest second order), g and mm taken at the largest prices seen since the last full recompute.
+    With beta_k = gamma_{m+3} + k gamma_5 after k moves, and global bounds U = max |usdc|,
+    G >= every account's gross notional, K >= every account's mm (both at those largest prices):
+    NC_f < MMR_f + 3m + beta_k (U + G + K). The comparison rounds MMR_f + tol once more, which
+    gamma_2 (K (1 + beta_k) + tol) covers. The result is rounded up to a whole float.
+    """
+    m = markets_count
+    beta = gamma(m + 3) + updates_since_full * gamma(5)
+    tolerance = 3 * m + beta * (max_abs_usdc_quote_quantums + gross_bound_quote_quantums
+                                + maintenance_bound_quote_quantums)
+    tolerance += gamma(2) * (maintenance_bound_quote_quantums * (1 + beta) + tolerance)
+    whole = math.ceil(tolerance)
+    as_float = float(whole)
+    return as_float if as_float >= whole else math.nextafter(as_float, math.inf)
+
+
+class _ScreenMarket:
+    """One market as `margin.PricedMarket`: what the exact check reads (params, price, OI)."""
+
+    __slots__ = ("params", "oracle_price_subticks", "open_interest_base_quantums", "quantum_conversion_divisor")
+
+    def __init__(self, params: MarketParams, price_subticks: int, open_interest_base_quantums: int) -> None:
+        self.params = params
+        self.oracle_price_subticks: int | None = price_subticks
+        self.open_interest_base_quantums = open_interest_base_quantums
+        self.quantum_conversion_divisor = 10 ** -params.quantum_conversion_exponent
+
+
+class MarginScreen:
+    """Liquidation candidates among n subaccounts over m markets, in float64, never missing one.
+
+    Positions are stored twice as float64 in column-major order (signed sizes and their absolute
+    values, n x m each), so one market's column is contiguous: a full recompute is two BLAS
+    matrix-vector products and a one-market move reads two columns. float64, not float32: sizes
+    up to 2**53 base quantums convert exactly and the tolerance stays a few quote quantums, where
+    float32 (u = 2**-24) would widen it about 5e8 times for half the memory traffic. An int64
+    row-major copy and the USDC balances feed `confirm`, which calls `margin.account_risk`.
+
+    Running float64 `net_collateral` and `maintenance` approximate NC and MMR (quote quantums) at
+    the current prices. Candidates are rows with float NC < float MMR + `tolerance_quote_quantums`
+    (see `tolerance_quote_quantums()` for the bound) that hold a position in a market with a
+    non-zero maintenance fraction; rows with no requirement are never liquidatable.
+    Open interest only raises the initial requirement, so it matters only to `confirm`'s Risk.
+    """
+
+    def __init__(self, usdc_quote_quantums: npt.ArrayLike, positions_base_quantums: npt.ArrayLike,
+                 markets: Sequence[MarketParams], prices_subticks: Sequence[int],
+                 open_interest_base_quantums: Sequence[int] | None = None,
+                 subaccount_ids: Sequence[SubaccountId] | None = None) -> None:
+        """`usdc_quote_quantums`: n ints; `positions_base_quantums`: n x m signed ints (columns
+        follow `markets`); `prices_subticks`: m oracle prices (>= 0; 0 values everything at zero).
+        Raises TypeError for non-integer arrays and ValueError for shapes or values out of range."""
+        usdc = _int64_array(usdc_quote_quantums, "usdc_quote_quantums")
+        positions = _int64_array(positions_base_quantums, "positions_base_quantums")
+        if usdc.ndim != 1:
+            raise ValueError("usdc_quote_quantums must be one-dimensional (one balance per account)")
+        m = len(markets)
+        if positions.ndim != 2 or positions.shape != (usdc.shape[0], m):
+            raise ValueError(f"positions_base_quantums must have shape (accounts, markets) = "
+                             f"({usdc.shape[0]}, {m}), got {positions.shape}")
+        if m == 0:
+            raise ValueError("a margin screen needs at least one market")
+        if len({params.market_id for params in markets}) != m:
+            raise ValueError("market ids must be unique")
+        for params in markets:
+            if params.quantum_conversion_exponent > 0:
+                raise ValueError(f"{params.market_id}: the screen needs quantum_conversion_exponent <= 0")
+        n = usdc.shape[0]
+        if n and (usdc.min() < -MAX_ABS_INT64 or positions.min(initial=0) < -MAX_ABS_INT64):
+            raise ValueError("balances and sizes must lie within +/-(2**63 - 1)")
+        if subaccount_ids is not None and len(subaccount_ids) != n:
+            raise ValueError("one subaccount id per account row")
+        oi = [0] * m if open_interest_base_quantums is None else [int(x) for x in open_interest_base_quantums]
+        if len(oi) != m:
+            raise ValueError("one open interest per market")
+
+        self.markets: tuple[MarketParams, ...] = tuple(markets)
+        self.market_ids: tuple[str, ...] = tuple(params.market_id for params in markets)
+        self._column = {market_id: j for j, market_id in enumerate(self.market_ids)}
+        self.subaccount_ids: tuple[SubaccountId, ...] | None = (
+            tuple(subaccount_ids) if subaccount_ids is not None else None)
+        self._usdc = usdc
+        self._positions = np.ascontiguousarray(positions)  # exact, row-major: confirm reads rows
+        self._sizes = np.asfortranarray(positions, dtype=np.float64)  # column j contiguous
+        self._abs_sizes = np.abs(self._sizes)  # keeps Fortran order
+        self._usdc_float = usdc.astype(np.float64)
+        self._net_collateral = np.empty(n, dtype=np.float64)
+        self._maintenance = np.empty(n, dtype=np.float64)
+        self._scratch = np.empty(n, dtype=np.float64)
+        self._flags = np.empty(n, dtype=np.bool_)
+
+        self._divisors = [10 ** -params.quantum_conversion_exponent for params in markets]
+        # a*b as a ppm^2 integer: base IMF x maintenance fraction (MMR does not see open interest)
+        self._maintenance_ppm2 = [params.liquidity_tier.initial_margin_ppm * params.liquidity_tier.maintenance_fraction_ppm
+                                  for params in markets]
+        has_requirement_market = np.array([k > 0 for k in self._maintenance_ppm2])
+        self._can_be_liquidated = (positions[:, has_requirement_market] != 0).any(axis=1) if n else np.zeros(0, bool)
+        self._max_abs_usdc = int(np.abs(usdc).max()) if n else 0
+        self._max_abs_size = [int(x) for x in np.abs(positions).max(axis=0)] if n else [0] * m
+        self._exact_markets = [_ScreenMarket(params, 0, oi[j]) for j, params in enumerate(markets)]
+        self._prices: list[int] = [0] * m
+        self._peak_prices: list[int] = [0] * m
+        self.updates_since_full = 0
+        self.screen_all(prices_subticks)
+
+    @classmethod
+    def from_exchange(cls, exchange: Exchange) -> MarginScreen:
+        """Every subaccount of `exchange` as a row (`subaccount_ids` keeps their order), every
+        market as a column at its oracle price and open interest. Raises ValueError if a market
+        somebody holds has no oracle price yet."""
+        market_ids = list(exchange.markets)
+        column = {market_id: j for j, market_id in enumerate(market_ids)}
+        ids = list(exchange.subaccounts)
+        usdc = np.zeros(len(ids), dtype=np.int64)
+        positions = np.zeros((len(ids), len(market_ids)), dtype=np.int64)
+        for row, subaccount_id in enumerate(ids):
+            subaccount = exchange.subaccounts[subaccount_id]
+            usdc[row] = subaccount.usdc_quote_quantums
+            for market_id, size_base_quantums in subaccount.positions.items():
+                positions[row, column[market_id]] = size_base_quantums
+        prices = []
+        for j, market_id in enumerate(market_ids):
+            price = exchange.markets[market_id].oracle_price_subticks
+            if price is None:
+                if ids and positions[:, j].any():
+                    raise ValueError(f"{market_id} has positions but no oracle price")
+                price = 0
+            prices.append(price)
+        return cls(usdc, positions, [exchange.markets[mid].params for mid in market_ids], prices,
+                   [exchange.markets[mid].open_interest_base_quantums for mid in market_ids], ids)
+
+    # --- views ----------------------------------------------------------------------------
+    @property
+    def accounts_count(self) -> int:
+        return self._usdc.shape[0]
+
+    @property
+    def prices_subticks(self) -> tuple[int, ...]:
+        return tuple(self._prices)
+
+    @property
+    def net_collateral(self) -> npt.NDArray[np.float64]:
+        """Running float64 NC per account (quote quantums), read-only view."""
+        view = self._net_collateral.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def maintenance(self) -> npt.NDArray[np.float64]:
+        """Running float64 MMR per account (quote quantums), read-only view."""
+        view = self._maintenance.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def tolerance_quote_quantums(self) -> float:
+        """The current flagging tolerance; it grows slowly with `updates_since_full`."""
+        gross = Fraction(0)
+        maintenance = Fraction(0)
+        for j, size in enumerate(self._max_abs_size):
+            notional = Fraction(size * self._peak_prices[j], self._divisors[j])
+            gross += notional
+            maintenance += notional * self._maintenance_ppm2[j] / (PPM * PPM)
+        return tolerance_quote_quantums(len(self.markets), self.updates_since_full, self._max_abs_usdc,
+                                        gross, maintenance)
+
+    # --- screening ------------------------------------------------------------------------
+    def screen_all(self, prices_subticks: Sequence[int]) -> Rows:
+        """Full recompute at new prices for every market (two BLAS matrix-vector products);
+        returns candidate rows, ascending."""
+        prices = [_checked_price(price) for price in prices_subticks]
+        if len(prices) != len(self.markets):
+            raise ValueError(f"need {len(self.markets)} prices, got {len(prices)}")
+        # price / divisor as int / int: one correctly rounded float per market
+        scale = np.array([price / divisor for price, divisor in zip(prices, self._divisors)])
+        maintenance_scale = np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
+                                      in zip(prices, self._maintenance_ppm2, self._divisors)])
+        np.matmul(self._sizes, scale, out=self._net_collateral)
+        np.add(self._net_collateral, self._usdc_float, out=self._net_collateral)
+        np.matmul(self._abs_sizes, maintenance_scale, out=self._maintenance)
+        self._set_prices(prices)
+        self._peak_prices = list(prices)
+        self.updates_since_full = 0
+        return self._candidates()
+
+    def update_market(self, market: int | str, price_subticks: int) -> Rows:
+        """One market moves to `price_subticks`: reads only its two columns (NC += size x dp / D,
+        MMR += |size| x dp x IMF x MF / D); returns candidate rows, ascending."""
+        j = self._column[market] if isinstance(market, str) else int(market)
+        if not 0 <= j < len(self.markets):
+            raise ValueError(f"no market column {market!r}")
+        price = _checked_price(price_subticks)
+        delta = price - self._prices[j]
+        if delta:
+            divisor = self._divisors[j]
+            scratch = self._scratch
+            np.multiply(self._sizes[:, j], delta / divisor, out=scratch)
+            np.add(self._net_collateral, scratch, out=self._net_collateral)
+            k = self._maintenance_ppm2[j]
+            if k:
+                np.multiply(self._abs_sizes[:, j], delta * k / (divisor * PPM * PPM), out=scratch)
+                np.add(self._maintenance, scratch, out=self._maintenance)
+            self._prices[j] = price
+            self._exact_markets[j].oracle_price_subticks = price
+            self._peak_prices[j] = max(self._peak_prices[j], price)
+            self.updates_since_full += 1
+        return self._candidates()
+
+    def _candidates(self) -> Rows:
+        np.add(self._maintenance, self.tolerance_quote_quantums, out=self._scratch)
+        np.less(self._net_collateral, self._scratch, out=self._flags)
+        rows = np.flatnonzero(self._flags)
+        return rows[self._can_be_liquidated[rows]]
+
+    def _set_prices(self, prices: list[int]) -> None:
+        self._prices = prices
+        for market, price in zip(self._exact_markets, prices):
+            market.oracle_price_subticks = price
+
+    # --- the exact check ------------------------------------------------------------------
+    def exact_risk(self, row: int) -> Risk:
+        """`margin.account_risk` of one row at the screen's current prices and open interest."""
+        market_ids = self.market_ids
+        sizes = self._positions[row].tolist()
+        positions = {market_ids[j]: size for j, size in enumerate(sizes) if size}
+        return account_risk(int(self._usdc[row]), positions, dict(zip(market_ids, self._exact_markets)))
+
+    def confirm(self, rows: Iterable[int]) -> Rows:
+        """The rows (in the given order) that the exact integer check finds liquidatable:
+        MMR > 0 and NC < MMR by `margin.account_risk` at the current prices."""
+        market_ids = self.market_ids
+        markets = dict(zip(market_ids, self._exact_markets))
+        usdc = self._usdc
+        positions = self._positions
+        confirmed = []
+        for row in rows:
+            sizes = positions[row].tolist()
+            held = {market_ids[j]: size for j, size in enumerate(sizes) if size}
+            if held and account_risk(int(usdc[row]), held, markets).is_liquidatable():
+                confirmed.append(int(row))
+        return np.array(confirmed, dtype=np.intp)
+
+    def liquidatable_after_all(self, prices_subticks: Sequence[int]) -> Rows:
+        """Rows truly liquidatable after every market moves: `screen_all`, then `confirm`."""
+        return self.confirm(self.screen_all(prices_subticks))
+
+    def liquidatable_after_move(self, market: int | str, price_subticks: int) -> Rows:
+        """Rows truly liquidatable after one market moves: `update_market`, then `confirm`."""
+        return self.confirm(self.update_market(market, price_subticks))
+
+
+def _int64_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
+    array = np.asarray(values)
+    if array.dtype == object:
+        try:
+            array = np.asarray(values, dtype=np.int64)  # raises OverflowError past int64
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold integers within int64") from exc
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array, got {array.dtype}")
+    if array.dtype == np.uint64 and array.size and array.max() > MAX_ABS_INT64:
+        raise ValueError(f"{name} exceeds int64")
+    return array.astype(np.int64, copy=False)
+
+
+def _checked_price(price: int) -> int:
+    if isinstance(price, (np.integer,)):
+        price = int(price)
+    if type(price) is not int or not 0 <= price <= MAX_SUBTICKS:
+        raise ValueError(f"prices are integers of subticks within [0, 2**63 - 1], got {price!r}")
+    return price

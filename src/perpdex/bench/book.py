@@ -3,7 +3,10 @@ The workload is drawn before timing starts; the timed loop only dispatches to th
 
 from __future__ import annotations
 
+import hashlib
 import time
+from bisect import bisect_left, insort
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +53,93 @@ def make_workload(op_count: int, seed: int) -> BookWorkload:
     return BookWorkload(kinds.tolist(), is_buy.tolist(), price_ticks.tolist(), arg.tolist())
 
 
-def run_workload(work: BookWorkload) -> dict:
+class DequeBook:
+    """Baseline for the same run: the plain pure-Python book (a FIFO deque per level, sorted
+    price lists, cancel by a linear scan of its level). Same interface and checksum as OrderBook."""
+
+    def __init__(self) -> None:
+        self.bids: dict[int, deque] = {}
+        self.asks: dict[int, deque] = {}
+        self.bid_prices: list[int] = []
+        self.ask_prices_negated: list[int] = []
+        self.entries: dict[int, list] = {}  # order_id -> [order_id, remaining]
+        self.order_count = 0
+
+    def add(self, order_id: int, is_buy: bool, price: int, size: int) -> None:
+        levels = self.bids if is_buy else self.asks
+        level = levels.get(price)
+        if level is None:
+            level = levels[price] = deque()
+            insort(self.bid_prices, price) if is_buy else insort(self.ask_prices_negated, -price)
+        entry = [order_id, size]
+        level.append(entry)
+        self.entries[order_id] = entry
+        self.order_count += 1
+
+    def _drop_level_if_empty(self, is_buy: bool, price: int) -> None:
+        levels = self.bids if is_buy else self.asks
+        if not levels[price]:
+            del levels[price]
+            prices, key = (self.bid_prices, price) if is_buy else (self.ask_prices_negated, -price)
+            del prices[bisect_left(prices, key)]
+
+    def cancel(self, order_id: int, is_buy: bool, price: int) -> bool:
+        entry = self.entries.pop(order_id, None)
+        if entry is None:
+            return False
+        (self.bids if is_buy else self.asks)[price].remove(entry)
+        self.order_count -= 1
+        self._drop_level_if_empty(is_buy, price)
+        return True
+
+    def iter_crossing(self, taker_is_buy: bool, limit: int):
+        if taker_is_buy:
+            for key in reversed(self.ask_prices_negated):
+                if -key > limit:
+                    return
+                for order_id, remaining in self.asks[-key]:
+                    yield -key, order_id, remaining
+        else:
+            for price in reversed(self.bid_prices):
+                if price < limit:
+                    return
+                for order_id, remaining in self.bids[price]:
+                    yield price, order_id, remaining
+
+    def fill(self, order_id: int, is_buy: bool, price: int, quantity: int) -> int:
+        entry = self.entries[order_id]
+        entry[1] -= quantity
+        if not entry[1]:
+            del self.entries[order_id]
+            (self.bids if is_buy else self.asks)[price].remove(entry)
+            self.order_count -= 1
+            self._drop_level_if_empty(is_buy, price)
+        return entry[1]
+
+    def checksum(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for is_buy, prices in ((True, reversed(self.bid_prices)), (False, reversed(self.ask_prices_negated))):
+            for key in prices:
+                price = key if is_buy else -key
+                for order_id, remaining in (self.bids if is_buy else self.asks)[price]:
+                    digest.update(b"%d:%d:%d:%d;" % (is_buy, price, order_id, remaining))
+        return digest.hexdigest()
+
+
+def run(op_count: int = 1_000_000, seed: int = 7) -> dict:
+    """The book benchmark: OrderBook, then the deque baseline on the same workload, same run."""
+    work = make_workload(op_count, seed)
+    result = run_workload(work)
+    baseline = run_workload(work, DequeBook())
+    if baseline["checksum"] != result["checksum"]:
+        raise AssertionError("baseline book ended in a different state: the workload is not deterministic")
+    result["baseline_ops_per_s"] = baseline["ops_per_s"]
+    result["ratio_to_baseline"] = result["ops_per_s"] / baseline["ops_per_s"]
+    result["target_ops_per_s"] = 1_000_000
+    return result
+
+
+def run_workload(work: BookWorkload, book=None) -> dict:
     """Drive one book through the workload; returns ops/s, fills and the final book checksum.
 
     Adds that would cross are re-priced one tick behind the opposite best, so they stay
@@ -59,7 +148,7 @@ def run_workload(work: BookWorkload) -> dict:
     room for about two fills a sweep, and the scaling holds the book near the target. Cancel
     targets are drawn from a list of placed orders; ones already filled drop out when drawn.
     """
-    book = OrderBook("BTC-USD")
+    book = OrderBook("BTC-USD") if book is None else book
     live: list[tuple[int, bool, int]] = []
     fills = 0
     samples = []
@@ -114,7 +203,3 @@ def run_workload(work: BookWorkload) -> dict:
             "fills": fills, "resting_final": book.order_count,
             "resting_mean_second_half": sum(steady) / len(steady), "checksum": book.checksum()}
 
-
-if __name__ == "__main__":
-    import sys
-    print(run_workload(make_workload(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000, 7)))

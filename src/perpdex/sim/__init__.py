@@ -1,0 +1,1 @@
+"""Simulation on the exchange core: scripted sessions today, the agent-based simulator next."""

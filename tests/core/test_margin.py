@@ -17,6 +17,7 @@ from perpdex.core.margin import (
     Risk,
     TransitionResult,
     account_risk,
+    initial_margin_ppm_at,
     adjusted_initial_margin_ppm,
     check_transition,
     margin_requirements,
@@ -375,12 +376,17 @@ CREATE_PERP_INFO_TIER = LiquidityTier(tier_id=1, name="create-perp-info", initia
 
 @dataclass
 class FakeMarket:
-    """The four attributes margin reads of a market (`margin.PricedMarket`)."""
+    """The attributes margin reads of a market (`margin.PricedMarket`)."""
 
     params: MarketParams
     oracle_price_subticks: int | None
     open_interest_base_quantums: int = 0
     quantum_conversion_divisor: int = 1
+
+    @property
+    def initial_margin_ppm(self) -> int:
+        return initial_margin_ppm_at(self.params.liquidity_tier, self.open_interest_base_quantums,
+                                     self.oracle_price_subticks, self.quantum_conversion_divisor)
 
 
 def create_perp_info(market_id: str, price: int) -> FakeMarket:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from perpdex.config.markets import load_markets
 from perpdex.core.exchange import Exchange
-from perpdex.core.margin import account_risk
+from perpdex.core.margin import account_risk, initial_margin_ppm_at
 from perpdex.core.orders import Side
 from perpdex.core.params import LiquidityTier, MarketParams
 from perpdex.core.screen import MarginScreen, tolerance_quote_quantums
@@ -51,6 +51,8 @@ class _Market:
         self.oracle_price_subticks = price_subticks
         self.open_interest_base_quantums = open_interest_base_quantums
         self.quantum_conversion_divisor = 10 ** -params.quantum_conversion_exponent
+        self.initial_margin_ppm = initial_margin_ppm_at(params.liquidity_tier, open_interest_base_quantums,
+                                                        price_subticks, self.quantum_conversion_divisor)
 
 
 def exact_liquidatable(usdc, positions, markets, prices, open_interest=None) -> set[int]:
@@ -147,16 +149,17 @@ def test_one_market_moves_never_miss_and_end_where_a_full_recompute_does(case):
     fresh = build(markets, usdc, positions, final, oi)
     assert set(incremental.tolist()) == exact
     assert set(fresh.liquidatable_after_all(final).tolist()) == exact
-    # The running floats stay within the tolerance of a full recompute at the same prices.
+    # Each of the running floats and a fresh full recompute is within the tolerance of the real
+    # NC and MMR, so they are within twice the tolerance of each other.
     tolerance = screen.tolerance_quote_quantums
-    assert np.all(np.abs(screen.net_collateral - fresh.net_collateral) <= tolerance)
-    assert np.all(np.abs(screen.maintenance - fresh.maintenance) <= tolerance)
+    assert np.all(np.abs(screen.net_collateral - fresh.net_collateral) <= 2 * tolerance)
+    assert np.all(np.abs(screen.maintenance - fresh.maintenance) <= 2 * tolerance)
 
 
 @FAST
 @given(population(moves_count=4))
 def test_market_ids_and_column_indexes_move_the_same_market(case):
-    markets, usdc, positions, initial, moves, final, oi = case
+    markets, usdc, positions, initial, moves, _, oi = case
     by_index = build(markets, usdc, positions, initial, oi)
     by_id = build(markets, usdc, positions, initial, oi)
     for j, price in moves:

@@ -94,11 +94,14 @@ class Exchange:
             self.total_withdrawn[asset_id] = self.total_withdrawn.get(asset_id, 0) + amount
         markets = self.markets
         for market_id, open_interest in plan.open_interest.items():
-            markets[market_id].open_interest_base_quantums = open_interest
+            market = markets[market_id]
+            market.open_interest_base_quantums = open_interest
+            market.refresh_initial_margin()
         for market_id, price_subticks, ts_ms in plan.oracle_prices:
             market = markets[market_id]
             market.oracle_price_subticks = price_subticks
             market.oracle_ts_ms = ts_ms
+            market.refresh_initial_margin()
         for order, fill_base_quantums in plan.maker_fills:
             remaining = markets[order.market_id].book.fill(order.order_id, order.is_buy, order.price_subticks,
                                                            fill_base_quantums)

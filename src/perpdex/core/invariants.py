@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perpdex.core.errors import InvariantViolation
+from perpdex.core.margin import initial_margin_ppm_at
 from perpdex.core.orders import OrderStatus
 from perpdex.core.units import USDC_ASSET_ID
 
@@ -50,6 +51,9 @@ def _check_positions(ex: Exchange) -> None:
             raise InvariantViolation(f"{market_id}: longs {longs} != shorts {shorts}")
         if market.open_interest_base_quantums != longs:
             raise InvariantViolation(f"{market_id}: open interest {market.open_interest_base_quantums} != longs {longs}")
+        if market.oracle_price_subticks is not None and market.initial_margin_ppm != initial_margin_ppm_at(
+                market.params.liquidity_tier, longs, market.oracle_price_subticks, market.quantum_conversion_divisor):
+            raise InvariantViolation(f"{market_id}: cached initial margin fraction is stale")
     for sub in ex.subaccounts.values():
         if 0 in sub.positions.values():
             raise InvariantViolation(f"{sub.subaccount_id}: zero-size position stored")

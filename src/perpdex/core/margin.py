@@ -142,54 +142,59 @@ def margin_requirements(abs_notional_quote_quantums: int, tier: LiquidityTier, i
     return -((-abs_notional_quote_quantums * initial_margin_ppm) // PPM), maintenance  # ceil: against trader
 
 
-def position_requirements(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
-                          tier: LiquidityTier, open_interest_base_quantums: int = 0) -> tuple[int, int, int]:
-    """(signed notional, IMR, MMR) of one position at the oracle price, as a plain tuple for
-    hot paths; `position_risk` is the same as a `Risk`.
+def initial_margin_ppm_at(tier: LiquidityTier, open_interest_base_quantums: int, price_subticks: int,
+                          quantum_conversion_divisor: int) -> int:
+    """The market's initial margin fraction at this open interest (long size, base quantums),
+    valued at the oracle price as dYdX v4 does for the OI-scaled fraction."""
+    if not tier.open_interest_upper_cap_quote_quantums:
+        return tier.initial_margin_ppm
+    return adjusted_initial_margin_ppm(
+        tier, notional_quote_quantums(open_interest_base_quantums, price_subticks, quantum_conversion_divisor))
 
-    Open interest is the market's long size in base quantums, valued at the same price
-    (dYdX v4 values the OI at the oracle price for the OI-scaled initial fraction).
-    """
+
+def requirements_at(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
+                    tier: LiquidityTier, initial_margin_ppm: int) -> tuple[int, int, int]:
+    """(signed notional, IMR, MMR) of one position, given the market's current initial margin
+    fraction (`initial_margin_ppm_at`); a plain tuple because it runs several times a fill."""
     product = size_base_quantums * price_subticks
-    # truncate toward zero, as notional_quote_quantums (inlined: this runs several times a fill)
+    # truncate toward zero, as notional_quote_quantums (inlined for the hot path)
     notional = product // quantum_conversion_divisor if product >= 0 else -((-product) // quantum_conversion_divisor)
     if not notional:
         return 0, 0, 0
-    imf = tier.initial_margin_ppm
-    if tier.open_interest_upper_cap_quote_quantums:
-        oi_notional = notional_quote_quantums(open_interest_base_quantums, price_subticks, quantum_conversion_divisor)
-        imf = adjusted_initial_margin_ppm(tier, oi_notional)
-    initial, maintenance = margin_requirements(notional if notional > 0 else -notional, tier, imf)
+    initial, maintenance = margin_requirements(notional if notional > 0 else -notional, tier, initial_margin_ppm)
     return notional, initial, maintenance
 
 
 def position_risk(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
                   tier: LiquidityTier, open_interest_base_quantums: int = 0) -> Risk:
-    """Risk of one perpetual position at the oracle price: NC is its signed notional."""
-    return Risk(*position_requirements(size_base_quantums, price_subticks, quantum_conversion_divisor, tier,
-                                       open_interest_base_quantums))
+    """Risk of one perpetual position at the oracle price: NC is its signed notional, and
+    the market's open interest (long size, base quantums) sets the initial fraction."""
+    imf = initial_margin_ppm_at(tier, open_interest_base_quantums, price_subticks, quantum_conversion_divisor)
+    return Risk(*requirements_at(size_base_quantums, price_subticks, quantum_conversion_divisor, tier, imf))
 
 
 class PricedMarket(Protocol):
-    """What margin needs of a market: its parameters, oracle price and open interest."""
+    """What margin needs of a market: parameters, oracle price, open interest, and the initial
+    margin fraction at that open interest (`initial_margin_ppm_at`, kept current by the owner)."""
 
     params: MarketParams
     oracle_price_subticks: int | None
     open_interest_base_quantums: int
     quantum_conversion_divisor: int
+    initial_margin_ppm: int
 
 
 def positions_risk(positions: Mapping[str, int], markets: Mapping[str, PricedMarket],
                    skip_market_id: str | None = None) -> Risk:
     """Sum of `position_risk` over positions (market id -> signed base quantums), at each
-    market's oracle price and open interest; `skip_market_id` leaves one market out."""
+    market's oracle price and initial fraction; `skip_market_id` leaves one market out."""
     net = initial = maintenance = 0
     for market_id, size in positions.items():
         if market_id == skip_market_id:
             continue
         market = markets[market_id]
-        risk = position_requirements(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
-                                     market.params.liquidity_tier, market.open_interest_base_quantums)
+        risk = requirements_at(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
+                               market.params.liquidity_tier, market.initial_margin_ppm)
         net += risk[0]
         initial += risk[1]
         maintenance += risk[2]

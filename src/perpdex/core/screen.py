@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from perpdex.core.margin import Risk, account_risk
+from perpdex.core.margin import Risk, account_risk, initial_margin_ppm_at
 from perpdex.core.params import MarketParams
 from perpdex.core.state import SubaccountId
 from perpdex.core.units import MAX_SUBTICKS, PPM
@@ -27,11 +27,12 @@ MAX_ABS_INT64 = 2**63 - 1  # sizes and balances must fit int64 (the screen's exa
 
 def gamma(count: int) -> Fraction:
     """Higham's gamma_n = n u / (1 - n u): bound on the relative error of n float64 roundings."""
-    return Fraction(count, 2**53 - count)
+    return count * UNIT_ROUNDOFF / (1 - count * UNIT_ROUNDOFF)
 
 
 def tolerance_quote_quantums(markets_count: int, updates_since_full: int, max_abs_usdc_quote_quantums: int,
-                             gross_bound_quote_quantums: Fraction, maintenance_bound_quote_quantums: Fraction) -> float:
+                             gross_bound_quote_quantums: Fraction,
+                             maintenance_bound_quote_quantums: Fraction) -> float:
     """The screen flags an account when float NC < float(MMR + tolerance); this is that tolerance,
     proven never to miss an account the exact integer check calls liquidatable.
 
@@ -63,9 +64,15 @@ def tolerance_quote_quantums(markets_count: int, updates_since_full: int, max_ab
 
 
 class _ScreenMarket:
-    """One market as `margin.PricedMarket`: what the exact check reads (params, price, OI)."""
+    """One market as `margin.PricedMarket`: what the exact check reads (params, price, OI and the
+    initial fraction they give, computed on read since the screen moves prices often)."""
 
-    __slots__ = ("params", "oracle_price_subticks", "open_interest_base_quantums", "quantum_conversion_divisor")
+    __slots__ = ("open_interest_base_quantums", "oracle_price_subticks", "params", "quantum_conversion_divisor")
+
+    @property
+    def initial_margin_ppm(self) -> int:
+        return initial_margin_ppm_at(self.params.liquidity_tier, self.open_interest_base_quantums,
+                                     self.oracle_price_subticks or 0, self.quantum_conversion_divisor)
 
     def __init__(self, params: MarketParams, price_subticks: int, open_interest_base_quantums: int) -> None:
         self.params = params
@@ -139,10 +146,10 @@ class MarginScreen:
 
         self._divisors = [10 ** -params.quantum_conversion_exponent for params in markets]
         # a*b as a ppm^2 integer: base IMF x maintenance fraction (MMR does not see open interest)
-        self._maintenance_ppm2 = [params.liquidity_tier.initial_margin_ppm * params.liquidity_tier.maintenance_fraction_ppm
-                                  for params in markets]
+        tiers = [params.liquidity_tier for params in markets]
+        self._maintenance_ppm2 = [tier.initial_margin_ppm * tier.maintenance_fraction_ppm for tier in tiers]
         has_requirement_market = np.array([k > 0 for k in self._maintenance_ppm2])
-        self._can_be_liquidated = (positions[:, has_requirement_market] != 0).any(axis=1) if n else np.zeros(0, bool)
+        self._can_be_liquidated = (positions[:, has_requirement_market] != 0).any(axis=1)
         self._max_abs_usdc = int(np.abs(usdc).max()) if n else 0
         self._max_abs_size = [int(x) for x in np.abs(positions).max(axis=0)] if n else [0] * m
         self._exact_markets = [_ScreenMarket(params, 0, oi[j]) for j, params in enumerate(markets)]

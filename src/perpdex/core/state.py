@@ -7,6 +7,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from perpdex.core.book import OrderBook
+from perpdex.core.margin import initial_margin_ppm_at
 from perpdex.core.orders import Order
 from perpdex.core.params import MarketParams
 from perpdex.core.units import USDC_ASSET_ID
@@ -76,7 +77,7 @@ class MarketState:
     """One market's live state. `untriggered` holds conditional orders waiting for the oracle."""
 
     __slots__ = ("params", "book", "oracle_price_subticks", "oracle_ts_ms", "open_interest_base_quantums",
-                 "quantum_conversion_divisor", "untriggered")
+                 "quantum_conversion_divisor", "initial_margin_ppm", "untriggered")
 
     def __init__(self, params: MarketParams) -> None:
         if params.quantum_conversion_exponent > 0:
@@ -87,7 +88,14 @@ class MarketState:
         self.oracle_ts_ms: int | None = None
         self.open_interest_base_quantums = 0  # total long size = total short size
         self.quantum_conversion_divisor = 10 ** -params.quantum_conversion_exponent
+        self.initial_margin_ppm = params.liquidity_tier.initial_margin_ppm  # at the current OI: see refresh
         self.untriggered: dict[int, Order] = {}
+
+    def refresh_initial_margin(self) -> None:
+        """Recompute the OI-scaled initial fraction after the price or open interest changed."""
+        if self.oracle_price_subticks is not None:
+            self.initial_margin_ppm = initial_margin_ppm_at(self.params.liquidity_tier, self.open_interest_base_quantums,
+                                                            self.oracle_price_subticks, self.quantum_conversion_divisor)
 
     def oracle_is_fresh(self, ts_ms: int) -> bool:
         return self.oracle_ts_ms is not None and ts_ms - self.oracle_ts_ms <= self.params.oracle_staleness_ms

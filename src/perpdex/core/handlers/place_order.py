@@ -12,7 +12,9 @@ from perpdex.core.errors import (
 )
 from perpdex.core.events import Fill, OrderAccepted, OrderFinished, OrderRested
 from perpdex.core.handlers.common import require_subaccount
-from perpdex.core.margin import Risk, TransitionResult, check_transition, position_requirements, positions_risk
+from perpdex.core.margin import (
+    Risk, TransitionResult, check_transition, initial_margin_ppm_at, positions_risk, requirements_at,
+)
 from perpdex.core.orders import CancelReason, ConditionType, Order, OrderStatus, OrderType, Side, TimeInForce
 from perpdex.core.params import MarketType
 from perpdex.core.plan import Plan
@@ -142,21 +144,30 @@ def market_order_limit(market: MarketState, is_buy: bool) -> int:
     return max(tick, -((-bound) // tick) * tick)
 
 
-def _with_position(rest: tuple, usdc: int, size: int, market: MarketState, open_interest: int) -> Risk:
-    """Account risk from the other markets' part (`rest`), USDC and this market's position."""
-    own = position_requirements(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
-                                market.params.liquidity_tier, open_interest)
+def _with_position(rest: tuple, usdc: int, size: int, market: MarketState, initial_margin_ppm: int) -> Risk:
+    """Account risk from the other markets' part (`rest`), USDC and this market's position at
+    the given initial margin fraction (the one the open interest after the change gives)."""
+    own = requirements_at(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
+                          market.params.liquidity_tier, initial_margin_ppm)
     return Risk(usdc + rest[0] + own[0], rest[1] + own[1], rest[2] + own[2])
 
 
-def _transition(rest: tuple, market: MarketState, open_interest: int, usdc_before: int, size_before: int,
+def _imf_at(market: MarketState, open_interest: int) -> int:
+    """Initial fraction at a hypothetical open interest (the cached one when it is unchanged)."""
+    if open_interest == market.open_interest_base_quantums:
+        return market.initial_margin_ppm
+    return initial_margin_ppm_at(market.params.liquidity_tier, open_interest, market.oracle_price_subticks,
+                                 market.quantum_conversion_divisor)
+
+
+def _transition(rest: tuple, market: MarketState, initial_margin_ppm: int, usdc_before: int, size_before: int,
                 usdc_after: int, size_after: int) -> TransitionResult:
     """check_transition for a change to one market's position, computing the state before only
     when the state after misses initial margin (the common case needs one risk, not two)."""
-    after = _with_position(rest, usdc_after, size_after, market, open_interest)
+    after = _with_position(rest, usdc_after, size_after, market, initial_margin_ppm)
     if after[0] >= after[1]:
         return _SUCCESS
-    return check_transition(_with_position(rest, usdc_before, size_before, market, open_interest), after)
+    return check_transition(_with_position(rest, usdc_before, size_before, market, initial_margin_ppm), after)
 
 
 def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int | None,
@@ -198,11 +209,10 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     worst_quote = worst_size * limit_price // divisor  # exact on the price and size grid
     worst_fee_ppm = max(params.maker_fee_ppm, 0) if post_only else params.taker_fee_ppm
     worst_fee = -((-worst_quote * worst_fee_ppm) // PPM)  # ceil: against trader
-    worst_open_interest = open_interest + worst_size
-    outcome = _transition(rest, market, worst_open_interest, usdc, position,
+    outcome = _transition(rest, market, _imf_at(market, open_interest + worst_size), usdc, position,
                           usdc - sign * worst_quote - worst_fee, position + sign * worst_size)
     if outcome is not _SUCCESS:
-        free = _with_position(rest, usdc, position, market, open_interest).free_collateral
+        free = _with_position(rest, usdc, position, market, market.initial_margin_ppm).free_collateral
         raise MarginError(f"order fails the margin check for a full fill at its limit price ({outcome.value}):"
                           f" free collateral {free} quote quantums", field="size_base_quantums",
                           value=size, result=outcome)
@@ -278,13 +288,14 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
                              + max(maker_new, 0) - max(maker_position, 0))
         maker_usdc = maker.collateral.get(USDC_ASSET_ID, 0)
         maker_usdc_new = maker_usdc + sign * quote - maker_fee
-        if _transition(maker_rest, market, new_open_interest, maker_usdc, maker_position,
+        imf = _imf_at(market, new_open_interest)
+        if _transition(maker_rest, market, imf, maker_usdc, maker_position,
                        maker_usdc_new, maker_new) is not _SUCCESS:
             _cancel(maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms, finished, finished_events)
             continue
         taker_usdc = taker_collateral.get(USDC_ASSET_ID, 0)
         taker_usdc_new = taker_usdc - sign * quote - taker_fee
-        if _transition(rest, market, new_open_interest, taker_usdc, taker_position,
+        if _transition(rest, market, imf, taker_usdc, taker_position,
                        taker_usdc_new, taker_new) is not _SUCCESS:
             stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
             break

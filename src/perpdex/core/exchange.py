@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from perpdex.core import handlers
 from perpdex.core.errors import (
-    MalformedTxError, TimestampError, UnknownMarketError, UnknownOrderError, UnknownSubaccountError,
+    MalformedTxError, ParamsError, TimestampError, UnknownMarketError, UnknownOrderError, UnknownSubaccountError,
     UnknownTxTypeError,
 )
 from perpdex.core.events import Event, OrderFinished
@@ -38,7 +38,7 @@ class Exchange:
         for params in markets:
             params.validate()
             if params.market_id in self.markets:
-                raise MalformedTxError("duplicate market", field="market_id", value=params.market_id)
+                raise ParamsError("duplicate market", field="market_id", value=params.market_id)
             self.markets[params.market_id] = MarketState(params)
         self.subaccounts: dict[SubaccountId, Subaccount] = {}
         self.open_orders: dict[int, Order] = {}  # resting and untriggered orders

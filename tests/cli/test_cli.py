@@ -49,7 +49,9 @@ def test_demo_writes_its_results_and_says_where(tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "demo") in result.stdout.replace("\n", "")
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["fills"] > 0 and summary["liquidatable_subaccounts"]
+    assert summary["fills"] > 0 and summary["liquidation_fills"] > 0
+    assert summary["liquidated_subaccounts"] == ["alice/0", "bob/1"]  # cross alice, isolated bob; not bob/0
+    assert summary["liquidatable_subaccounts"] == []  # the step left nobody below maintenance
     assert (tmp_path / "demo" / "events.jsonl").read_text().count("\n") > 100
 
 

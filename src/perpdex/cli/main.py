@@ -19,6 +19,8 @@ bench_app = typer.Typer(help="Benchmarks: figures, ratios to a baseline measured
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 console = Console()
+if not console.is_terminal:
+    console = Console(width=150)  # piped or captured output: don't squeeze tables into 80 columns
 
 
 class CliError(Exception):
@@ -46,7 +48,9 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for steps.json,
             console.print(f"  - {note}")
     console.print(f"\n{summary['transactions']} transactions, {summary['fills']} fills, "
                   f"${summary['traded_notional_usd']} traded, ${summary['fees_collected_usd']} fees; "
-                  f"liquidatable now: {', '.join(summary['liquidatable_subaccounts']) or 'none'}")
+                  f"liquidated: {', '.join(summary['liquidated_subaccounts']) or 'none'} "
+                  f"({summary['liquidation_fills']} fills); insurance fund ${summary['insurance_fund_usd']}, "
+                  f"bad debt ${summary['bad_debt_usd']}")
     console.print(f"state digest {summary['state_digest']}")
     console.print(f"results: {out.resolve()}/ (summary.json, steps.json, events.jsonl)")
 

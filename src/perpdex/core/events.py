@@ -109,5 +109,62 @@ class OraclePriceUpdated(NamedTuple):
     source_count: int
 
 
+class Liquidated(NamedTuple):
+    """One liquidation fill: the liquidated subaccount sold (closing a long) or bought against a
+    resting maker at `fill_price_subticks`, no worse than the fillable price. The insurance fund
+    delta is what the subaccount paid the fund (negative: the fund covered a fill below bankruptcy)."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    market_id: str
+    size_base_quantums: int  # signed change of the liquidated position
+    fill_price_subticks: int
+    fillable_price_subticks: int
+    bankruptcy_price_subticks: int
+    net_collateral_before_quote_quantums: int
+    maintenance_before_quote_quantums: int
+    insurance_fund_delta_quote_quantums: int
+    maker_subaccount_id: SubaccountId
+    maker_order_id: int
+
+
+class Deleveraged(NamedTuple):
+    """A bankrupt position offset against an opposing one at the bankruptcy price (no book, no fund)."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    offsetting_subaccount_id: SubaccountId
+    market_id: str
+    size_base_quantums: int  # signed change of the deleveraged position
+    quote_quantums: int  # what the deleveraged subaccount received (the offsetting one paid it)
+
+
+class InsuranceFundChanged(NamedTuple):
+    ts_ms: int
+    delta_quote_quantums: int
+    balance_quote_quantums: int
+    cause_subaccount_id: SubaccountId
+
+
+class BadDebt(NamedTuple):
+    """Negative net collateral that neither the book, the insurance fund nor deleveraging absorbed."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    amount_quote_quantums: int
+    positions_left: int
+
+
+class LiquidationStalled(NamedTuple):
+    """A liquidatable subaccount the step could not reduce (no liquidity within the fillable price,
+    or the window's limits), with net collateral still >= 0: no debt yet, it is retried next step."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    market_id: str
+    reason: str
+
+
 Event = (Deposited | Withdrawn | Transferred | MarginModeSet | OrderAccepted | Fill | OrderFinished
-         | OrderRested | OrderTriggered | OraclePriceUpdated)
+         | OrderRested | OrderTriggered | OraclePriceUpdated | Liquidated | Deleveraged | InsuranceFundChanged
+         | BadDebt | LiquidationStalled)

@@ -18,8 +18,10 @@ from perpdex.core.orders import TERMINAL_STATUSES, Order, OrderStatus, check_ord
 from perpdex.core.params import MarketParams
 from perpdex.core.plan import Plan
 from perpdex.core.state import MarketState, Subaccount, SubaccountId
+from perpdex.core.liquidation import LiquidationsConfig
+from perpdex.core.screen import ExchangeScreen
 from perpdex.core.tx import (
-    CancelOrder, Deposit, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
+    CancelOrder, Deposit, InsuranceFundDeposit, Liquidate, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
 )
 from perpdex.core.units import MAX_TIMESTAMP_MS
 
@@ -33,7 +35,9 @@ class Exchange:
     deposited - withdrawn = sum of balances + fees collected + insurance fund, per asset.
     """
 
-    def __init__(self, markets: Iterable[MarketParams]) -> None:
+    def __init__(self, markets: Iterable[MarketParams], liquidations_config: LiquidationsConfig | None = None) -> None:
+        self.liquidations_config = liquidations_config or LiquidationsConfig()
+        self.liquidations_config.validate()
         self.markets: dict[str, MarketState] = {}
         for params in markets:
             params.validate()
@@ -53,6 +57,7 @@ class Exchange:
         self.insurance_fund_quote_quantums = 0
         self.total_deposited: dict[int, int] = {}
         self.total_withdrawn: dict[int, int] = {}
+        self.screen = ExchangeScreen()  # derived from state, for the liquidation step; not in the digest
 
     # --- the one mutator -------------------------------------------------------------------
     def apply(self, tx: Tx) -> list[Event]:
@@ -71,8 +76,9 @@ class Exchange:
         plan = handler(self, tx)
         self._commit(plan)
         events = plan.events
-        if type(tx) is OracleUpdate:
-            events.extend(handlers.oracle_update.run_triggers(self, tx))
+        follow_up = _FOLLOW_UPS.get(type(tx))
+        if follow_up is not None:
+            events.extend(follow_up(self, tx))
         self._expire(ts_ms, events)
         self.last_ts_ms = ts_ms
         self.tx_count += 1
@@ -84,10 +90,14 @@ class Exchange:
         self._commit(plan)
 
     def _commit(self, plan: Plan) -> None:
+        touch = self.screen.touch
         for subaccount_id, subaccount in plan.subaccounts.items():
             self.subaccounts[subaccount_id] = subaccount
+            touch(subaccount_id)
         if plan.fees_delta_quote_quantums:
             self.fees_collected_quote_quantums += plan.fees_delta_quote_quantums
+        if plan.insurance_delta_quote_quantums:
+            self.insurance_fund_quote_quantums += plan.insurance_delta_quote_quantums
         for asset_id, amount in plan.deposited_delta.items():
             self.total_deposited[asset_id] = self.total_deposited.get(asset_id, 0) + amount
         for asset_id, amount in plan.withdrawn_delta.items():
@@ -191,6 +201,10 @@ class Exchange:
                                         order.remaining_base_quantums))
 
     # --- views ----------------------------------------------------------------------------
+    def liquidation_candidates(self) -> list[SubaccountId]:
+        """Subaccounts the screen flags as possibly below maintenance (a superset of those that are)."""
+        return self.screen.candidates(self)
+
     def market(self, market_id: str) -> MarketState:
         market = self.markets.get(market_id)
         if market is None:
@@ -263,4 +277,21 @@ _HANDLERS: dict[type, Handler] = {
     PlaceOrder: handlers.place_order.plan,
     CancelOrder: handlers.cancel_order.plan,
     OracleUpdate: handlers.oracle_update.plan,
+    InsuranceFundDeposit: handlers.insurance_fund_deposit.plan,
+    Liquidate: handlers.liquidate.plan,
+}
+
+
+def _after_oracle_update(ex: Exchange, tx: OracleUpdate) -> list[Event]:
+    """New prices first trigger conditional orders, then the liquidation step runs."""
+    events = handlers.oracle_update.run_triggers(ex, tx)
+    events.extend(handlers.liquidate.run_step(ex, tx.ts_ms))
+    return events
+
+
+# Work a transaction does after its own plan is committed: steps that each plan and commit, and
+# can no longer reject the transaction (it passed every check already).
+_FOLLOW_UPS: dict[type, Callable[[Exchange, Tx], list[Event]]] = {
+    OracleUpdate: _after_oracle_update,
+    Liquidate: handlers.liquidate.run_requested,
 }

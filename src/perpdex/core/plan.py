@@ -22,7 +22,8 @@ class Plan:
       after matching (`placed_rests` when the remainder goes on the book).
     """
 
-    __slots__ = ("subaccounts", "events", "fees_delta_quote_quantums", "deposited_delta", "withdrawn_delta",
+    __slots__ = ("subaccounts", "events", "fees_delta_quote_quantums", "insurance_delta_quote_quantums",
+                 "deposited_delta", "withdrawn_delta",
                  "open_interest", "oracle_prices", "maker_fills", "finished", "placed", "placed_status",
                  "placed_remaining", "placed_rests")
 
@@ -30,6 +31,7 @@ class Plan:
         self.subaccounts: dict[SubaccountId, Subaccount] = {}
         self.events: list[Event] = []
         self.fees_delta_quote_quantums = 0
+        self.insurance_delta_quote_quantums = 0
         self.deposited_delta: dict[int, int] = {}
         self.withdrawn_delta: dict[int, int] = {}
         self.open_interest: dict[str, int] = {}

@@ -261,6 +261,39 @@ class MarginScreen:
             self.updates_since_full += 1
         return self._candidates()
 
+    def update_rows(self, rows: Sequence[int], usdc_quote_quantums: Sequence[int],
+                    positions_base_quantums: Sequence[Sequence[int]]) -> None:
+        """Replace some rows (accounts that traded, deposited, ...) and recompute their NC and MMR
+        afresh at the current prices. A fresh row's float error is within the full-recompute
+        bound that the tolerance already allows, so the bound holds for every row."""
+        if not len(rows):
+            return
+        index = np.asarray(rows, dtype=np.intp)
+        usdc = _int64_array(list(usdc_quote_quantums), "usdc_quote_quantums")
+        block = _int64_array([list(row) for row in positions_base_quantums], "positions_base_quantums")
+        if block.shape != (len(index), len(self.markets)) or usdc.shape != (len(index),):
+            raise ValueError("one balance and one full row of positions per updated row")
+        self._usdc[index] = usdc
+        self._usdc_float[index] = usdc
+        self._positions[index] = block
+        sizes = block.astype(np.float64)
+        self._sizes[index] = sizes
+        self._abs_sizes[index] = np.abs(sizes)
+        scale = np.array([price / divisor for price, divisor in zip(self._prices, self._divisors)])
+        maintenance_scale = np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
+                                      in zip(self._prices, self._maintenance_ppm2, self._divisors)])
+        self._net_collateral[index] = usdc + sizes @ scale
+        self._maintenance[index] = np.abs(sizes) @ maintenance_scale
+        has_requirement = np.array([k > 0 for k in self._maintenance_ppm2])
+        self._can_be_liquidated[index] = (block[:, has_requirement] != 0).any(axis=1)
+        self._max_abs_usdc = max(self._max_abs_usdc, int(np.abs(usdc).max()))
+        column_max = np.abs(block).max(axis=0)
+        self._max_abs_size = [max(old, int(new)) for old, new in zip(self._max_abs_size, column_max)]
+
+    def candidates(self) -> Rows:
+        """Candidate rows at the current prices, ascending."""
+        return self._candidates()
+
     def _candidates(self) -> Rows:
         np.add(self._maintenance, self.tolerance_quote_quantums, out=self._scratch)
         np.less(self._net_collateral, self._scratch, out=self._flags)
@@ -324,3 +357,49 @@ def _checked_price(price: int) -> int:
     if type(price) is not int or not 0 <= price <= MAX_SUBTICKS:
         raise ValueError(f"prices are integers of subticks within [0, 2**63 - 1], got {price!r}")
     return price
+
+
+class ExchangeScreen:
+    """A `MarginScreen` kept in step with an exchange for its liquidation step.
+
+    Commits mark the subaccounts they touched (`touch`, a set insert: no per-transaction numpy
+    work); `candidates` refreshes those rows in one batch, moves the columns of markets whose
+    oracle price changed, and returns the flagged subaccounts. It rebuilds from the exchange when
+    new subaccounts appeared or the tolerance has grown over many incremental moves.
+    """
+
+    REBUILD_AFTER_MOVES = 2_000
+
+    def __init__(self) -> None:
+        self.screen: MarginScreen | None = None
+        self.rows: dict[SubaccountId, int] = {}
+        self.dirty: set[SubaccountId] = set()
+
+    def touch(self, subaccount_id: SubaccountId) -> None:
+        self.dirty.add(subaccount_id)
+
+    def candidates(self, exchange: Exchange) -> list[SubaccountId]:
+        screen = self.screen
+        if (screen is None or len(self.rows) != len(exchange.subaccounts)
+                or screen.updates_since_full > self.REBUILD_AFTER_MOVES):
+            screen = self.screen = MarginScreen.from_exchange(exchange)
+            self.rows = {subaccount_id: row for row, subaccount_id in enumerate(screen.subaccount_ids or ())}
+            self.dirty.clear()
+        else:
+            if self.dirty:
+                market_ids = screen.market_ids
+                rows, balances, blocks = [], [], []
+                for subaccount_id in self.dirty:
+                    subaccount = exchange.subaccounts[subaccount_id]
+                    rows.append(self.rows[subaccount_id])
+                    balances.append(subaccount.usdc_quote_quantums)
+                    positions = subaccount.positions
+                    blocks.append([positions.get(market_id, 0) for market_id in market_ids])
+                screen.update_rows(rows, balances, blocks)
+                self.dirty.clear()
+            for column, market_id in enumerate(screen.market_ids):
+                price = exchange.markets[market_id].oracle_price_subticks
+                if price is not None and price != screen.prices_subticks[column]:
+                    screen.update_market(column, price)
+        ids = screen.subaccount_ids or ()
+        return [ids[row] for row in screen.candidates()]

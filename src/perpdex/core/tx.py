@@ -87,4 +87,22 @@ class OracleUpdate(NamedTuple):
     prices: tuple[OraclePrice, ...]
 
 
-Tx = Deposit | Withdraw | Transfer | SetMarginMode | PlaceOrder | CancelOrder | OracleUpdate
+class InsuranceFundDeposit(NamedTuple):
+    """Move USDC from a subaccount into the exchange's insurance fund (seeding or topping it up);
+    the subaccount must still meet initial margin afterwards, as for a withdrawal."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    amount_quantums: int
+
+
+class Liquidate(NamedTuple):
+    """Ask the exchange to liquidate a subaccount below maintenance margin; anyone may submit it
+    (rejected, changing nothing, when the subaccount is not liquidatable)."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+
+
+Tx = (Deposit | Withdraw | Transfer | SetMarginMode | PlaceOrder | CancelOrder | OracleUpdate
+      | InsuranceFundDeposit | Liquidate)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from perpdex.config.markets import load_markets
-from perpdex.core.events import Event, Fill, OrderFinished, OrderTriggered
+from perpdex.core.events import BadDebt, Deleveraged, Event, Fill, Liquidated, OrderFinished, OrderTriggered
 from perpdex.core.exchange import Exchange
 from perpdex.core.invariants import check_invariants
 from perpdex.core.orders import ConditionType, OrderType, Side, TimeInForce
@@ -157,7 +157,20 @@ class ScriptedSession:
             notes = [f"order {e.order_id} triggered at oracle {e.oracle_price_subticks}" for e in moved
                      if isinstance(e, OrderTriggered)]
             notes += [f"order {e.order_id} {e.status.value}" + (f" ({e.reason.value})" if e.reason else "")
-                      for e in moved if isinstance(e, OrderFinished)]
+                      for e in moved if isinstance(e, OrderFinished) and e.order_id]
+            liquidated: dict[str, list[Liquidated]] = {}
+            for e in moved:
+                if isinstance(e, Liquidated):
+                    liquidated.setdefault(f"{e.subaccount_id} {e.market_id}", []).append(e)
+            for who, fills in liquidated.items():
+                size = sum(abs(f.size_base_quantums) for f in fills)
+                fee = sum(f.insurance_fund_delta_quote_quantums for f in fills)
+                notes.append(f"LIQUIDATED {who}: {len(fills)} fills, {size} base quantums, "
+                             f"insurance fund {'+' if fee >= 0 else ''}{quote_quantums_to_usd(fee)} USD")
+            notes += [f"deleveraged {e.subaccount_id} against {e.offsetting_subaccount_id}" for e in moved
+                      if isinstance(e, Deleveraged)]
+            notes += [f"BAD DEBT {e.subaccount_id}: {quote_quantums_to_usd(e.amount_quote_quantums)} USD" for e in moved
+                      if isinstance(e, BadDebt)]
             self.requote()
             self.snapshot(f"Move {number}: BTC {int((btc_factor - 1) * 100)}%, ETH {int((eth_factor - 1) * 100)}%",
                           moved, notes)
@@ -173,6 +186,11 @@ class ScriptedSession:
             "fees_collected_usd": str(quote_quantums_to_usd(ex.fees_collected_quote_quantums)),
             "open_interest": {m: str(Decimal(ex.markets[m].open_interest_base_quantums).scaleb(
                 self.markets[m].atomic_resolution)) for m in ("BTC-USD", "ETH-USD")},
+            "liquidation_fills": sum(1 for e in self.events if isinstance(e, Liquidated)),
+            "liquidated_subaccounts": sorted({str(e.subaccount_id) for e in self.events if isinstance(e, Liquidated)}),
+            "insurance_fund_usd": str(quote_quantums_to_usd(ex.insurance_fund_quote_quantums)),
+            "bad_debt_usd": str(quote_quantums_to_usd(sum(e.amount_quote_quantums for e in self.events
+                                                          if isinstance(e, BadDebt)))),
             "liquidatable_subaccounts": [str(sid) for sid in ex.subaccounts if ex.risk(sid).is_liquidatable()],
             "state_digest": ex.digest(),
         }

@@ -1,0 +1,301 @@
+"""Liquidate: close out subaccounts below maintenance, dYdX v4 style: an IOC order at the fillable
+price against the book with an insurance fund delta per fill, then deleveraging, then bad debt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perpdex.core.events import (
+    BadDebt, Deleveraged, Event, Fill, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
+)
+from perpdex.core.handlers.common import require_subaccount
+from perpdex.core.liquidation import (
+    NO_LIQUIDATIONS, DeleveragingCandidate, LiquidationError, LiquidationsConfig, SubaccountLiquidationInfo,
+    bankruptcy_price_quote_quantums, bankruptcy_price_subticks, can_deleverage, check_fill_against_subaccount_block_limits,
+    deleveraging_offset_base_quantums, deleveraging_order, fillable_price, fillable_price_to_subticks,
+    insurance_fund_delta, is_valid_insurance_fund_delta, liquidatable_position_size_delta,
+    maybe_position_to_liquidate, order_liquidation_candidates,
+)
+from perpdex.core.margin import (
+    Risk, TransitionResult, account_risk, check_transition, initial_margin_ppm_at, notional_quote_quantums,
+    requirements_at,
+)
+from perpdex.core.orders import CancelReason, OrderStatus
+from perpdex.core.plan import Plan
+from perpdex.core.units import PPM
+
+if TYPE_CHECKING:
+    from perpdex.core.exchange import Exchange
+    from perpdex.core.state import MarketState, Subaccount, SubaccountId
+    from perpdex.core.tx import Liquidate
+
+LIQUIDATION_ORDER_ID = 0  # liquidation orders never rest, so they take no id in the order table
+MAX_WINDOWS_PER_STEP = 64  # each window liquidates <= 10% of a position (dYdX block limit): 0.9**64 < 0.1%
+
+
+class NotLiquidatableError(LiquidationError):
+    code = "liquidation.not_liquidatable"
+
+
+def plan(ex: Exchange, tx: Liquidate) -> Plan:
+    """Validation only: the subaccount must be liquidatable now. The work happens in
+    `run_requested` once this tx is accepted, as committed follow-up steps."""
+    subaccount = require_subaccount(ex, tx.subaccount_id)
+    risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+    if not risk.is_liquidatable():
+        raise NotLiquidatableError(f"net collateral {risk.net_collateral} >= maintenance {risk.maintenance_requirement}",
+                                   field="subaccount_id", value=str(tx.subaccount_id))
+    return Plan()
+
+
+def run_requested(ex: Exchange, tx: Liquidate) -> list[Event]:
+    return liquidate_subaccount(ex, tx.subaccount_id, tx.ts_ms)
+
+
+def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
+    """The exchange's liquidation step after an oracle update: screen candidates (vectorized,
+    never missing one), confirm each exactly, liquidate riskiest first, ties by subaccount id."""
+    confirmed = []
+    for subaccount_id in ex.liquidation_candidates():
+        subaccount = ex.subaccounts[subaccount_id]
+        risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+        if risk.is_liquidatable():
+            confirmed.append((subaccount_id, risk))
+    events: list[Event] = []
+    for subaccount_id in order_liquidation_candidates(confirmed):
+        events.extend(liquidate_subaccount(ex, subaccount_id, ts_ms))
+    return events
+
+
+def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
+    """Liquidate one subaccount until it stands at or above maintenance, in windows (each one the
+    dYdX per-block limits apply to); a window that changes nothing ends it."""
+    events: list[Event] = []
+    config = ex.liquidations_config
+    for _ in range(MAX_WINDOWS_PER_STEP):
+        info = NO_LIQUIDATIONS
+        progressed = False
+        while True:
+            subaccount = ex.subaccounts[subaccount_id]
+            risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+            if not risk.is_liquidatable():
+                return events
+            market_id = maybe_position_to_liquidate(subaccount.positions, info)
+            if market_id is None:
+                break
+            filled, info = _liquidate_position(ex, subaccount, market_id, risk, info, config, ts_ms, events)
+            info = info.with_market_liquidated(market_id)
+            if filled:
+                progressed = True
+                continue
+            if can_deleverage(_risk(ex, subaccount_id)):
+                progressed |= _deleverage(ex, subaccount_id, market_id, ts_ms, events)
+            else:
+                events.append(LiquidationStalled(ts_ms, subaccount_id, market_id,
+                                                 "no liquidity within the fillable price"))
+        if not progressed:
+            break
+    risk = _risk(ex, subaccount_id)
+    if risk.net_collateral < 0:
+        events.append(BadDebt(ts_ms, subaccount_id, -risk.net_collateral,
+                              len(ex.subaccounts[subaccount_id].positions)))
+    return events
+
+
+def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
+    subaccount = ex.subaccounts[subaccount_id]
+    return account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+
+
+def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, risk: Risk,
+                        info: SubaccountLiquidationInfo, config: LiquidationsConfig, ts_ms: int,
+                        events: list[Event]) -> tuple[int, SubaccountLiquidationInfo]:
+    """Match one liquidation order (IOC at the fillable price) and commit it; returns the size
+    filled and the window info after it. Fills follow dYdX v4 ProcessSingleMatch for
+    liquidations: no taker fee, maker fee never a rebate, the insurance fund delta per fill."""
+    market = ex.markets[market_id]
+    params = market.params
+    oracle = market.oracle_price_subticks
+    position = subaccount.positions[market_id]
+    try:
+        delta = liquidatable_position_size_delta(position, params=params, oracle_price_subticks=oracle,
+                                                 config=config, info=info)
+    except LiquidationError:
+        return 0, info
+    fillable = fillable_price(position, delta, params=params, oracle_price_subticks=oracle, account_risk=risk,
+                              config=config)
+    limit = fillable_price_to_subticks(fillable, is_liquidating_long=position > 0,
+                                       quantum_conversion_exponent=params.quantum_conversion_exponent,
+                                       subticks_per_tick=params.subticks_per_tick)
+    is_buy = delta > 0
+    sign = 1 if is_buy else -1
+    divisor = market.quantum_conversion_divisor
+    maker_fee_ppm = max(params.maker_fee_ppm, 0)  # dYdX: no maker rebates on liquidation fills
+    step = Plan()
+    liquidated = subaccount.copy()
+    drafts: dict[SubaccountId, Subaccount] = {subaccount.subaccount_id: liquidated}
+    remaining = abs(delta)
+    fund = ex.insurance_fund_quote_quantums
+    open_interest = market.open_interest_base_quantums
+    fees = 0
+    for price, maker_order_id, maker_remaining in market.book.iter_crossing(is_buy, limit):
+        maker_order = ex.open_orders[maker_order_id]
+        good_til = maker_order.good_til_ts_ms
+        if good_til is not None and good_til <= ts_ms:
+            continue
+        maker_id = maker_order.subaccount_id
+        if maker_id == subaccount.subaccount_id:
+            _cancel(step, maker_order, CancelReason.SELF_TRADE, ts_ms)
+            continue
+        quantity = min(remaining, maker_remaining)
+        liquidated_position = liquidated.positions[market_id]
+        before = account_risk(liquidated.usdc_quote_quantums, liquidated.positions, ex.markets)
+        bankruptcy = bankruptcy_price_quote_quantums(liquidated_position, sign * quantity, params=params,
+                                                     oracle_price_subticks=oracle, account_risk=before)
+        insurance = insurance_fund_delta(is_buy=is_buy, fill_base_quantums=quantity, fill_price_subticks=price,
+                                         quantum_conversion_exponent=params.quantum_conversion_exponent,
+                                         bankruptcy_quote_quantums=bankruptcy,
+                                         max_liquidation_fee_ppm=config.max_liquidation_fee_ppm)
+        if not is_valid_insurance_fund_delta(fund, insurance):
+            break  # dYdX: the fund cannot cover it; deleveraging takes over if nothing filled
+        notional_at_oracle = abs(notional_quote_quantums(quantity, oracle, divisor))
+        try:
+            check_fill_against_subaccount_block_limits(info, market_id, notional_at_oracle, insurance, config)
+        except LiquidationError:
+            break
+        quote = quantity * price // divisor  # exact on the grid
+        maker_fee = -((-quote * maker_fee_ppm) // PPM)  # ceil: against the maker, as any fee
+        maker = drafts.get(maker_id)
+        if maker is None:
+            maker = drafts[maker_id] = ex.subaccounts[maker_id].copy()
+        maker_position = maker.positions.get(market_id, 0)
+        liquidated_new = liquidated_position + sign * quantity
+        maker_new = maker_position - sign * quantity
+        new_open_interest = (open_interest + max(liquidated_new, 0) - max(liquidated_position, 0)
+                             + max(maker_new, 0) - max(maker_position, 0))
+        maker_after = maker.copy()
+        maker_after.add_usdc(sign * quote - maker_fee)
+        maker_after.set_position(market_id, maker_new)
+        if check_transition(_draft_risk(ex, maker, market, new_open_interest),
+                            _draft_risk(ex, maker_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
+            _cancel(step, maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms)
+            continue
+        liquidated_after = liquidated.copy()
+        liquidated_after.add_usdc(-sign * quote - insurance)
+        liquidated_after.set_position(market_id, liquidated_new)
+        if check_transition(_draft_risk(ex, liquidated, market, new_open_interest),
+                            _draft_risk(ex, liquidated_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
+            break
+        drafts[maker_id] = maker_after
+        drafts[subaccount.subaccount_id] = liquidated = liquidated_after
+        open_interest = new_open_interest
+        fund += insurance
+        fees += maker_fee
+        info = info.with_fill(notional_at_oracle, insurance)
+        step.maker_fills.append((maker_order, quantity))
+        step.events.append(Fill(ts_ms, market_id, price, quantity, quote, is_buy, LIQUIDATION_ORDER_ID,
+                                subaccount.subaccount_id, 0, maker_order.order_id, maker_id, maker_fee))
+        if quantity == maker_remaining:
+            step.events.append(OrderFinished(ts_ms, maker_order.order_id, maker_id, market_id, OrderStatus.FILLED,
+                                             maker_order.size_base_quantums, 0))
+        step.events.append(Liquidated(
+            ts_ms, subaccount.subaccount_id, market_id, sign * quantity, price,
+            limit, bankruptcy_price_subticks(bankruptcy, sign * quantity, params.quantum_conversion_exponent),
+            before.net_collateral, before.maintenance_requirement, insurance, maker_id, maker_order.order_id))
+        if insurance:
+            step.events.append(InsuranceFundChanged(ts_ms, insurance, fund, subaccount.subaccount_id))
+        remaining -= quantity
+        if not remaining:
+            break
+    filled = abs(delta) - remaining
+    if filled:
+        step.subaccounts.update(drafts)
+        step.insurance_delta_quote_quantums = fund - ex.insurance_fund_quote_quantums
+        step.fees_delta_quote_quantums = fees
+        if open_interest != market.open_interest_base_quantums:
+            step.open_interest[market_id] = open_interest
+    elif step.finished:
+        step.maker_fills.clear()
+    ex.commit_step(step)
+    events.extend(step.events)
+    return filled, info
+
+
+def _draft_risk(ex: Exchange, subaccount: Subaccount, market: MarketState, open_interest: int) -> Risk:
+    """Risk of a draft with `market` at a hypothetical open interest (others at their own)."""
+    risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+    size = subaccount.positions.get(market.params.market_id, 0)
+    if not size or open_interest == market.open_interest_base_quantums:
+        return risk
+    tier = market.params.liquidity_tier
+    price, divisor = market.oracle_price_subticks, market.quantum_conversion_divisor
+    now = requirements_at(size, price, divisor, tier, market.initial_margin_ppm)
+    then = requirements_at(size, price, divisor, tier, initial_margin_ppm_at(tier, open_interest, price, divisor))
+    return Risk(risk.net_collateral, risk.initial_requirement - now[1] + then[1], risk.maintenance_requirement)
+
+
+def _cancel(step: Plan, order, reason: CancelReason, ts_ms: int) -> None:
+    step.finished.append((order, OrderStatus.CANCELED, reason))
+    step.events.append(OrderFinished(ts_ms, order.order_id, order.subaccount_id, order.market_id,
+                                     OrderStatus.CANCELED, order.filled_base_quantums,
+                                     order.remaining_base_quantums, reason))
+
+
+def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms: int, events: list[Event]) -> bool:
+    """Offset the whole bankrupt position against opposing positions at the bankruptcy price,
+    in `deleveraging_order` (deterministic from state), skipping offsets that fail a margin check.
+    Returns whether anything was offset."""
+    market = ex.markets[market_id]
+    params = market.params
+    oracle = market.oracle_price_subticks
+    divisor = market.quantum_conversion_divisor
+    position = ex.subaccounts[subaccount_id].positions[market_id]
+    remaining = -position
+    candidates = []
+    for other_id, other in ex.subaccounts.items():
+        size = other.positions.get(market_id, 0)
+        if other_id == subaccount_id or not size or (size > 0) == (position > 0):
+            continue
+        risk = account_risk(other.usdc_quote_quantums, other.positions, ex.markets)
+        candidates.append(DeleveragingCandidate(other_id, size, notional_quote_quantums(size, oracle, divisor),
+                                                risk.net_collateral, 0))
+    progressed = False
+    for candidate in deleveraging_order(candidates, delta_base_quantums=remaining):
+        offset = deleveraging_offset_base_quantums(
+            remaining, ex.subaccounts[candidate.subaccount_id].positions.get(market_id, 0))
+        if not offset:
+            continue
+        bankrupt = ex.subaccounts[subaccount_id]
+        before = account_risk(bankrupt.usdc_quote_quantums, bankrupt.positions, ex.markets)
+        quote = bankruptcy_price_quote_quantums(bankrupt.positions[market_id], offset, params=params,
+                                                oracle_price_subticks=oracle, account_risk=before)
+        bankrupt_after = bankrupt.copy()
+        bankrupt_after.add_usdc(quote)
+        bankrupt_after.set_position(market_id, bankrupt.positions[market_id] + offset)
+        offsetting = ex.subaccounts[candidate.subaccount_id]
+        offsetting_after = offsetting.copy()
+        offsetting_after.add_usdc(-quote)
+        offsetting_after.set_position(market_id, offsetting.positions[market_id] - offset)
+        offsetting_ok = check_transition(
+            account_risk(offsetting.usdc_quote_quantums, offsetting.positions, ex.markets),
+            account_risk(offsetting_after.usdc_quote_quantums, offsetting_after.positions, ex.markets))
+        if offsetting_ok is not TransitionResult.SUCCESS:
+            continue
+        step = Plan()
+        step.subaccounts[subaccount_id] = bankrupt_after
+        step.subaccounts[candidate.subaccount_id] = offsetting_after
+        open_interest = (market.open_interest_base_quantums
+                         + max(bankrupt_after.positions.get(market_id, 0), 0) - max(bankrupt.positions[market_id], 0)
+                         + max(offsetting_after.positions.get(market_id, 0), 0)
+                         - max(offsetting.positions[market_id], 0))
+        if open_interest != market.open_interest_base_quantums:
+            step.open_interest[market_id] = open_interest
+        step.events.append(Deleveraged(ts_ms, subaccount_id, candidate.subaccount_id, market_id, offset, quote))
+        ex.commit_step(step)
+        events.extend(step.events)
+        progressed = True
+        remaining -= offset
+        if not remaining:
+            break
+    return progressed
+

@@ -159,3 +159,29 @@ def test_liquidation_step_leaves_nobody_silently_below_maintenance(moves, collat
         for sid, sub in ex.subaccounts.items():
             if sub.positions and ex.risk(sid).is_liquidatable():
                 assert sid in explained, f"{sid} left below maintenance without a reason"
+
+
+def test_lazy_candidates_follow_deleveraging_order():
+    """The handler walks holders lazily; with no cost basis in state (PnL 0) that must be the
+    order `liquidation.deleveraging_order` defines."""
+    from perpdex.core.handlers.liquidate import _offsetting_candidates
+    from perpdex.core.liquidation import DeleveragingCandidate, deleveraging_order
+    from perpdex.core.margin import notional_quote_quantums
+    from perpdex.core.tx import Deposit
+    ex = funded_exchange(usdc=1_000_000 * QUOTE)
+    shorts = [SubaccountId(f"s{i}") for i in (3, 1, 2, 0)]
+    for i, short in enumerate(shorts):
+        ex.apply(Deposit(2 + i, short, (1_500 + 1_000 * i) * QUOTE))
+        ex.apply(PlaceOrder(2 + i, ALICE, "BTC-USD", BUY, btc(0.1), usd_btc(100_000)))
+        ex.apply(PlaceOrder(2 + i, short, "BTC-USD", SELL, btc(0.1), usd_btc(100_000), time_in_force=TimeInForce.IOC))
+    ex.apply(oracle(9, BTC_USD=usd_btc(110_000)))  # every short loses $1,000: s3 keeps the least
+    market = ex.market("BTC-USD")
+    expected = deleveraging_order(
+        [DeleveragingCandidate(sid, ex.subaccount(sid).positions["BTC-USD"],
+                               notional_quote_quantums(ex.subaccount(sid).positions["BTC-USD"],
+                                                       market.oracle_price_subticks, market.quantum_conversion_divisor),
+                               ex.risk(sid).net_collateral, 0)
+         for sid in ex.holders["BTC-USD"] if sid != ALICE],
+        delta_base_quantums=-btc(0.4))
+    assert list(_offsetting_candidates(ex, ALICE, "BTC-USD", btc(0.4))) == [c.subaccount_id for c in expected]
+    assert [c.subaccount_id.owner for c in expected] == ["s0", "s1", "s2", "s3"]

@@ -3,6 +3,8 @@ txs change nothing, no account pushed below maintenance by a non-oracle tx, repl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,11 +15,15 @@ from perpdex.core.invariants import check_invariants
 from perpdex.core.orders import ConditionType, OrderType, Side, TimeInForce
 from perpdex.core.state import MarginMode, SubaccountId
 from perpdex.core.tx import (
-    CancelOrder, Deposit, OraclePrice, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Withdraw,
+    CancelOrder, Deposit, FundingTick, OraclePrice, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Withdraw,
 )
 from perpdex.core.units import QUOTE
 
-MARKETS = [m for m in load_markets() if m.market_id in ("BTC-USD", "ETH-USD")]
+# one-minute funding intervals (dYdX model, 20 s samples) and a default rate, so funding ticks land
+# inside a sequence and move the index (settlement and its dust get exercised)
+MARKETS = [replace(m, funding_overrides=(("funding_tick_interval_ms", 60_000), ("sample_interval_ms", 20_000),
+                                          ("default_funding_ppm", 150)))
+           for m in load_markets() if m.market_id in ("BTC-USD", "ETH-USD")]
 TICK = {m.market_id: m.subticks_per_tick for m in MARKETS}
 STEP = {m.market_id: m.step_base_quantums for m in MARKETS}
 BASE_PRICE_TICKS = {"BTC-USD": 100_000, "ETH-USD": 30_000}  # $100,000 and $3,000.0
@@ -25,13 +31,13 @@ OWNERS = [SubaccountId(name, number) for name in ("a", "b", "c", "d") for number
 
 op = st.tuples(
     st.sampled_from(["order", "order", "order", "order", "order", "order", "oracle", "oracle", "deposit",
-                     "withdraw", "transfer", "cancel", "mode"]),
+                     "withdraw", "transfer", "cancel", "mode", "funding"]),
     st.integers(0, len(OWNERS) - 1), st.integers(0, len(OWNERS) - 1),
     st.sampled_from(["BTC-USD", "ETH-USD"]),
     st.integers(-40, 40),      # price offset in ticks (x 10 for oracle moves)
     st.integers(1, 400),       # size in steps / amount in dollars x 10
     st.integers(0, 11),        # order flavour
-    st.integers(0, 5),         # time step in seconds (the oracle goes stale after 60 s)
+    st.integers(0, 9),         # time step in seconds (the oracle goes stale after 60 s)
 )
 
 
@@ -44,6 +50,8 @@ def build_tx(ex: Exchange, spec, ts_ms: int, oracle_ticks: dict[str, int]):
         return Withdraw(ts_ms, who, amount * 10 * QUOTE)
     if kind == "transfer":
         return Transfer(ts_ms, who, other, amount * 10 * QUOTE)
+    if kind == "funding":
+        return FundingTick(ts_ms)
     if kind == "cancel":
         return CancelOrder(ts_ms, who, order_id=max(1, ex.next_order_id - 1 - amount % 5))
     if kind == "oracle":
@@ -101,7 +109,7 @@ def run_sequence(specs):
             continue
         applied.append(tx)
         check_invariants(ex)
-        if not isinstance(tx, OracleUpdate):
+        if not isinstance(tx, (OracleUpdate, FundingTick)):
             for sid in healthy_before:
                 assert ex.risk(sid).is_maintenance_collateralized(), f"{tx} pushed {sid} below maintenance"
     return ex, applied

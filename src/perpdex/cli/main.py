@@ -144,6 +144,23 @@ def bench_margin(accounts: int = typer.Option(1_000_000, min=1_000), markets_cou
     _report("margin", result, as_json, lines, bool(result["full_ok"] and result["incremental_ok"]))
 
 
+@bench_app.command("liquidation")
+def bench_liquidation(subaccounts: int = typer.Option(100_000, min=100), seed: int = typer.Option(3),
+                      as_json: bool = typer.Option(False, "--json")) -> None:
+    """A 20% crash over leveraged subaccounts; the liquidation step until stable; target <= 5 s."""
+    from perpdex.bench.liquidation import run
+
+    result = run(subaccounts, seed)
+    lines = [f"liquidation: {result['subaccounts']:,} subaccounts, {result['crash_pct']}% crash: "
+             f"{result['seconds']:.2f} s over {result['steps']} step(s) (target 5 s)",
+             f"  liquidated {result['liquidated_subaccounts']:,} subaccounts in {result['liquidation_fills']:,} fills, "
+             f"${result['liquidated_notional_usd']:,.0f} notional",
+             f"  insurance fund {result['insurance_fund_change_usd']:+,.2f} USD, deleveraged {result['deleveraged']:,}, "
+             f"stalled {result['stalled']:,}, bad debt ${result['bad_debt_usd']:,.2f}, "
+             f"still liquidatable {result['still_liquidatable']:,}"]
+    _report("liquidation", result, as_json, lines, result["seconds"] <= result["target_seconds"])
+
+
 def main() -> None:
     """Entry point: PerpdexError and input problems become one line and exit code 2."""
     try:

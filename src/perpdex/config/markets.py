@@ -42,6 +42,8 @@ class MarketModel(_Strict):
     market_type: MarketType = Field(default=MarketType.CROSS, strict=False)
     default_funding_ppm: int = 0
     market_order_slippage_ppm: int = Field(default=50_000, gt=0, lt=1_000_000)
+    funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
+    funding: dict[str, int | str] = Field(default_factory=dict)  # that model's parameters by name
 
 
 class MarketsFileModel(_Strict):
@@ -75,6 +77,7 @@ def parse_markets(text: str, source: str = "<markets>") -> list[MarketParams]:
     for index, market in enumerate(model.markets):
         fields = market.model_dump()
         tier_name = fields.pop("liquidity_tier")
+        fields["funding_overrides"] = tuple(sorted(fields.pop("funding").items()))
         if tier_name not in tiers:
             raise MarketFileError(f"{source}: markets[{index}].liquidity_tier: no tier named {tier_name!r}",
                                   field=f"markets[{index}].liquidity_tier", value=tier_name)

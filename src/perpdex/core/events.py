@@ -109,6 +109,39 @@ class OraclePriceUpdated(NamedTuple):
     source_count: int
 
 
+class FundingRateComputed(NamedTuple):
+    """One market's funding interval closed: the rate (ppm per 8 h), the premium it came from, how
+    many samples, whether a clamp or cap bound it, and how far the funding index moved."""
+
+    ts_ms: int
+    market_id: str
+    funding_model: str
+    funding_rate_8h_ppm: int
+    premium_ppm: int
+    samples: int
+    clamp_hit: bool
+    interval_ms: int
+    oracle_price_subticks: int
+    funding_index_delta: int
+    funding_index_after: int
+
+
+class FundingPaid(NamedTuple):
+    """A position settled its funding (lazily, when its subaccount was next touched). `paid` is what
+    it paid in quote quantums (negative: received), dYdX's per-position figure; `settlement_ppm` is the
+    exact amount it received in ppm of a quote quantum. The subaccount's USDC moves by the floor of
+    the sum of its positions' settlements, so the figures can differ by under one quantum each."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    market_id: str
+    size_base_quantums: int
+    funding_index_entry: int
+    funding_index_now: int
+    paid_quote_quantums: int
+    settlement_ppm: int
+
+
 class Liquidated(NamedTuple):
     """One liquidation fill: the liquidated subaccount sold (closing a long) or bought against a
     resting maker at `fill_price_subticks`, no worse than the fillable price. The insurance fund
@@ -166,5 +199,6 @@ class LiquidationStalled(NamedTuple):
 
 
 Event = (Deposited | Withdrawn | Transferred | MarginModeSet | OrderAccepted | Fill | OrderFinished
+         | FundingRateComputed | FundingPaid
          | OrderRested | OrderTriggered | OraclePriceUpdated | Liquidated | Deleveraged | InsuranceFundChanged
          | BadDebt | LiquidationStalled)

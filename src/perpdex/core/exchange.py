@@ -21,7 +21,7 @@ from perpdex.core.state import MarketState, Subaccount, SubaccountId
 from perpdex.core.liquidation import LiquidationsConfig
 from perpdex.core.screen import ExchangeScreen
 from perpdex.core.tx import (
-    CancelOrder, Deposit, InsuranceFundDeposit, Liquidate, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
+    CancelOrder, Deposit, FundingTick, InsuranceFundDeposit, Liquidate, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
 )
 from perpdex.core.units import MAX_TIMESTAMP_MS
 
@@ -55,9 +55,12 @@ class Exchange:
         self.tx_count = 0
         self.fees_collected_quote_quantums = 0  # taker fees less maker rebates
         self.insurance_fund_quote_quantums = 0
+        self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors per subaccount)
+        self.next_funding_observation_ms = 0
         self.total_deposited: dict[int, int] = {}
         self.total_withdrawn: dict[int, int] = {}
         self.screen = ExchangeScreen()  # derived from state, for the liquidation step; not in the digest
+        self.holders: dict[str, set[SubaccountId]] = {market_id: set() for market_id in self.markets}  # derived
 
     # --- the one mutator -------------------------------------------------------------------
     def apply(self, tx: Tx) -> list[Event]:
@@ -80,6 +83,8 @@ class Exchange:
         if follow_up is not None:
             events.extend(follow_up(self, tx))
         self._expire(ts_ms, events)
+        if ts_ms >= self.next_funding_observation_ms:
+            self._observe_funding(ts_ms)
         self.last_ts_ms = ts_ms
         self.tx_count += 1
         return events
@@ -91,13 +96,30 @@ class Exchange:
 
     def _commit(self, plan: Plan) -> None:
         touch = self.screen.touch
+        subaccounts = self.subaccounts
         for subaccount_id, subaccount in plan.subaccounts.items():
-            self.subaccounts[subaccount_id] = subaccount
+            old = subaccounts.get(subaccount_id)
+            old_markets = old.positions.keys() if old is not None else ()
+            if old_markets != subaccount.positions.keys():
+                for market_id in set(old_markets) - subaccount.positions.keys():
+                    self.holders[market_id].discard(subaccount_id)
+                for market_id in subaccount.positions.keys() - set(old_markets):
+                    self.holders[market_id].add(subaccount_id)
+            subaccounts[subaccount_id] = subaccount
             touch(subaccount_id)
         if plan.fees_delta_quote_quantums:
             self.fees_collected_quote_quantums += plan.fees_delta_quote_quantums
         if plan.insurance_delta_quote_quantums:
             self.insurance_fund_quote_quantums += plan.insurance_delta_quote_quantums
+        if plan.funding_dust_ppm:
+            self.funding_dust_ppm += plan.funding_dust_ppm
+        for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
+            market = self.markets[market_id]
+            market.funding_index = funding_index
+            market.funding_state = funding_state
+            market.funding_interval_start_ms = start_ms
+            for holder in self.holders[market_id]:
+                touch(holder)  # their unsettled funding moved: the screen refreshes them
         for asset_id, amount in plan.deposited_delta.items():
             self.total_deposited[asset_id] = self.total_deposited.get(asset_id, 0) + amount
         for asset_id, amount in plan.withdrawn_delta.items():
@@ -187,6 +209,18 @@ class Exchange:
                 del self.orders_by_subaccount[order.subaccount_id]
         self.finished_orders[order.order_id] = (order.status, order.filled_base_quantums)
 
+    def _observe_funding(self, ts_ms: int) -> None:
+        """Premium observations for every market whose cadence came due (transaction time)."""
+        next_due = None
+        for market in self.markets.values():
+            if ts_ms >= market.next_funding_observation_ms:
+                handlers.funding_tick.observe(market, ts_ms)
+                cadence = market.funding_observation_ms
+                market.next_funding_observation_ms = ts_ms - ts_ms % cadence + cadence
+            due = market.next_funding_observation_ms
+            next_due = due if next_due is None or due < next_due else next_due
+        self.next_funding_observation_ms = next_due if next_due is not None else ts_ms + 1
+
     def _expire(self, ts_ms: int, events: list[Event]) -> None:
         """Expire every order whose good-til time has come (alive while ts < good_til)."""
         expiries = self.expiries
@@ -218,10 +252,15 @@ class Exchange:
                                          value=str(subaccount_id))
         return subaccount
 
+    def settled_view(self, subaccount_id: SubaccountId) -> Subaccount:
+        """The subaccount as if its funding were settled now (a copy; nothing is written)."""
+        return handlers.common.settled(self, self.subaccount(subaccount_id))
+
     def risk(self, subaccount_id: SubaccountId) -> Risk:
-        """Net collateral, initial and maintenance requirement at current oracle prices."""
-        subaccount = self.subaccount(subaccount_id)
-        return account_risk(subaccount.usdc_quote_quantums, subaccount.positions, self.markets)
+        """Net collateral (unsettled funding included), initial and maintenance requirement at
+        current oracle prices."""
+        view = self.settled_view(subaccount_id)
+        return account_risk(view.usdc_quote_quantums, view.positions, self.markets)
 
     def free_collateral(self, subaccount_id: SubaccountId) -> int:
         return self.risk(subaccount_id).free_collateral
@@ -241,21 +280,22 @@ class Exchange:
         order in which dicts were filled (every collection is hashed sorted)."""
         h = hashlib.blake2b(digest_size=32)
         put = h.update
-        put(b"v1|ts=%d|next=%d|fees=%d|ins=%d|" % (self.last_ts_ms, self.next_order_id,
-                                                  self.fees_collected_quote_quantums,
-                                                  self.insurance_fund_quote_quantums))
+        put(b"v1|ts=%d|next=%d|fees=%d|ins=%d|dust=%d|" % (self.last_ts_ms, self.next_order_id,
+                                                           self.fees_collected_quote_quantums,
+                                                           self.insurance_fund_quote_quantums, self.funding_dust_ppm))
         for name, ledger in (("dep", self.total_deposited), ("wd", self.total_withdrawn)):
             put(f"{name}={sorted(ledger.items())}|".encode())
         for market_id in sorted(self.markets):
             market = self.markets[market_id]
             put(f"M{market_id}:{market.oracle_price_subticks}:{market.oracle_ts_ms}:"
                 f"{market.open_interest_base_quantums}:{market.book.checksum()}:"
-                f"{sorted(market.untriggered)}|".encode())
+                f"{sorted(market.untriggered)}:{market.funding_index}:{market.funding_interval_start_ms}:"
+                f"{market.next_funding_observation_ms}:{market.funding_state!r}|".encode())
         for subaccount_id in sorted(self.subaccounts):
             sub = self.subaccounts[subaccount_id]
             put(f"S{subaccount_id.owner}/{subaccount_id.number}:{sub.margin_mode.value}:"
                 f"{sub.isolated_market_id}:{sorted(sub.collateral.items())}:"
-                f"{sorted(sub.positions.items())}|".encode())
+                f"{sorted(sub.positions.items())}:{sorted(sub.funding_entries.items())}|".encode())
         for order_id in sorted(self.open_orders):
             o = self.open_orders[order_id]
             put(f"O{order_id}:{o.subaccount_id.owner}/{o.subaccount_id.number}:{o.market_id}:{int(o.is_buy)}:"
@@ -278,6 +318,7 @@ _HANDLERS: dict[type, Handler] = {
     CancelOrder: handlers.cancel_order.plan,
     OracleUpdate: handlers.oracle_update.plan,
     InsuranceFundDeposit: handlers.insurance_fund_deposit.plan,
+    FundingTick: handlers.funding_tick.plan,
     Liquidate: handlers.liquidate.plan,
 }
 

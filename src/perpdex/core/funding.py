@@ -698,7 +698,8 @@ class ContinuousFundingState:
     accrued_to_ms: int  # the last whole step accrued
     settled_to_ms: int  # start of the accrual not yet handed out
     raw_rate_8h_ppm: int = 0
-    smoothed_rate_8h_ppm: int = 0
+    smoothed_rate_8h_ppm: int = 0  # what accrues: the smoothed rate truncated toward zero
+    smoothed_fraction: int = 0  # the smoothed rate's part below 1 ppm, in millionths of a ppm (same sign)
     premium_ppm: int = 0
     clamp_hit: bool = False
     accrual_ppm_ms: int = 0
@@ -731,18 +732,25 @@ class ContinuousFundingModel:
         steps = (ts_ms - state.accrued_to_ms) // step_ms  # floor: whole steps only, the rest waits
         if steps <= 0:
             return state
-        smoothed, raw, accrual = state.smoothed_rate_8h_ppm, state.raw_rate_8h_ppm, state.accrual_ppm_ms
+        raw, accrual = state.raw_rate_8h_ppm, state.accrual_ppm_ms
+        # The smoothed rate is carried in millionths of a ppm: in whole ppm, alpha x (raw - smoothed)
+        # truncates to 0 whenever the gap is under 1 / alpha ppm (under 1,000 ppm at alpha 0.1%), and
+        # the average would never leave zero. It accrues truncated toward zero to whole ppm.
+        scaled = state.smoothed_rate_8h_ppm * PPM + state.smoothed_fraction
+        target = raw * PPM
+        smoothed = state.smoothed_rate_8h_ppm
         remaining = steps
         while remaining:
-            move = div_trunc(alpha * (raw - smoothed), PPM)  # toward zero: never overshoots raw
+            move = div_trunc(alpha * (target - scaled), PPM)  # toward zero: never overshoots raw
             if move == 0:  # converged as far as integers go: the rest of the steps are alike
                 accrual += smoothed * step_ms * remaining
                 break
-            smoothed += move
+            scaled += move
+            smoothed = div_trunc(scaled, PPM)  # toward zero: accrues no more than the average
             accrual += smoothed * step_ms
             remaining -= 1
         return replace(state, accrued_to_ms=state.accrued_to_ms + steps * step_ms, smoothed_rate_8h_ppm=smoothed,
-                       accrual_ppm_ms=accrual)
+                       smoothed_fraction=scaled - smoothed * PPM, accrual_ppm_ms=accrual)
 
     def observe(self, state: ContinuousFundingState, ts_ms: int, premium_ppm: int, *, long_open_interest: int = 0,
                 short_open_interest: int = 0, external_premiums_ppm: tuple[int, ...] = ()) -> ContinuousFundingState:
@@ -971,3 +979,50 @@ class OpenInterestImbalanceFundingModel:
                                    open_interest_skew_ppm(state.long_open_interest, state.short_open_interest),
                                    state.observations, state.clamp_hit)
         return result, replace(state, settled_ms=state.updated_ms, accrual_ppm_ms=0, clamp_hit=False, observations=0)
+
+
+# --- choosing a model per market -----------------------------------------------------------------------
+# dYdX votes once per block (~1 s); perpdex observes on a cadence of transaction time instead. 4 s gives
+# the 15 votes a 60 s sample needs (MinNumVotesPerSample) without an observation per transaction.
+DYDX_OBSERVATION_INTERVAL_MS = 4_000
+
+FUNDING_MODELS: dict[str, tuple[type, object]] = {
+    "dydx": (DydxFundingParams, lambda params, tier: DydxFundingModel(params, tier)),
+    "binance": (BinanceFundingParams, lambda params, tier: BinanceFundingModel(params)),
+    "hyperliquid": (HyperliquidFundingParams, lambda params, tier: HyperliquidFundingModel(params)),
+    "continuous": (ContinuousFundingParams, lambda params, tier: ContinuousFundingModel(params)),
+    "epoch_smoothed": (EpochSmoothedFundingParams, lambda params, tier: EpochSmoothedFundingModel(params)),
+    "oi_imbalance": (OpenInterestImbalanceFundingParams,
+                     lambda params, tier: OpenInterestImbalanceFundingModel(params)),
+}
+
+
+def make_funding_model(kind: str, overrides: Iterable[tuple[str, object]], tier: LiquidityTier,
+                       where: str = "funding") -> FundingModel:
+    """The funding model named `kind` with parameter overrides; raises ParamsError naming the field
+    (an unknown model, an unknown parameter, or a value its validate() rejects)."""
+    entry = FUNDING_MODELS.get(kind)
+    if entry is None:
+        raise ParamsError(f"unknown funding model (one of {', '.join(FUNDING_MODELS)})", field=f"{where}.model",
+                          value=kind)
+    params_type, build = entry
+    fields = {name for name in params_type.__dataclass_fields__}
+    values = dict(overrides)
+    for name in values:
+        if name not in fields:
+            raise ParamsError(f"{kind} funding has no parameter {name!r}", field=f"{where}.{name}",
+                              value=values[name])
+    params = params_type(**values)
+    params.validate(where)
+    return build(params, tier)  # type: ignore[operator]
+
+
+def observation_interval_ms(model: FundingModel) -> int:
+    """How often the exchange feeds the model a premium observation (transaction time)."""
+    params = getattr(model, "params", None)
+    if isinstance(params, DydxFundingParams):
+        return DYDX_OBSERVATION_INTERVAL_MS
+    sample = getattr(params, "sample_interval_ms", None)
+    if sample:
+        return sample
+    return max(getattr(params, "step_ms", 0), 5_000)

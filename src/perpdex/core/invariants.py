@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from perpdex.core.errors import InvariantViolation
 from perpdex.core.margin import initial_margin_ppm_at
 from perpdex.core.orders import OrderStatus
-from perpdex.core.units import USDC_ASSET_ID
+from perpdex.core.funding import funding_settlement_ppm
+from perpdex.core.units import PPM, USDC_ASSET_ID
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
@@ -24,17 +25,28 @@ def check_invariants(ex: Exchange) -> None:
 
 
 def _check_collateral(ex: Exchange) -> None:
-    """deposited - withdrawn = balances + fees collected + insurance fund, per asset."""
+    """deposited - withdrawn = balances + fees collected + insurance fund, per asset; for USDC in
+    ppm, with funding: credited funding x 1e6 + the exchange's rounding dust + every position's
+    unsettled settlement = 0 (funding is zero-sum up to the dust, which the exchange keeps)."""
     assets = set(ex.total_deposited) | set(ex.total_withdrawn)
     for sub in ex.subaccounts.values():
         assets.update(sub.collateral)
     for asset_id in assets:
         held = sum(sub.collateral.get(asset_id, 0) for sub in ex.subaccounts.values())
-        if asset_id == USDC_ASSET_ID:
-            held += ex.fees_collected_quote_quantums + ex.insurance_fund_quote_quantums
         net_in = ex.total_deposited.get(asset_id, 0) - ex.total_withdrawn.get(asset_id, 0)
-        if held != net_in:
-            raise InvariantViolation(f"asset {asset_id}: held {held} != deposited - withdrawn {net_in}")
+        if asset_id != USDC_ASSET_ID:
+            if held != net_in:
+                raise InvariantViolation(f"asset {asset_id}: held {held} != deposited - withdrawn {net_in}")
+            continue
+        held += ex.fees_collected_quote_quantums + ex.insurance_fund_quote_quantums
+        unsettled_ppm = sum(funding_settlement_ppm(size, sub.funding_entries[market_id],
+                                                   ex.markets[market_id].funding_index)
+                            for sub in ex.subaccounts.values() for market_id, size in sub.positions.items())
+        if (held - net_in) * PPM + ex.funding_dust_ppm + unsettled_ppm != 0:
+            raise InvariantViolation(f"USDC: held {held} vs deposited - withdrawn {net_in}, funding dust "
+                                     f"{ex.funding_dust_ppm} ppm, unsettled {unsettled_ppm} ppm do not balance")
+        if ex.funding_dust_ppm < 0:
+            raise InvariantViolation("funding dust must never favour traders")
 
 
 def _check_positions(ex: Exchange) -> None:
@@ -54,7 +66,12 @@ def _check_positions(ex: Exchange) -> None:
         if market.oracle_price_subticks is not None and market.initial_margin_ppm != initial_margin_ppm_at(
                 market.params.liquidity_tier, longs, market.oracle_price_subticks, market.quantum_conversion_divisor):
             raise InvariantViolation(f"{market_id}: cached initial margin fraction is stale")
+    for market_id, holders in ex.holders.items():
+        if holders != {sid for sid, sub in ex.subaccounts.items() if market_id in sub.positions}:
+            raise InvariantViolation(f"{market_id}: holders index disagrees with the positions")
     for sub in ex.subaccounts.values():
+        if sub.funding_entries.keys() != sub.positions.keys():
+            raise InvariantViolation(f"{sub.subaccount_id}: funding entries do not match its positions")
         if 0 in sub.positions.values():
             raise InvariantViolation(f"{sub.subaccount_id}: zero-size position stored")
         if sub.isolated_market_id is not None and set(sub.positions) - {sub.isolated_market_id}:

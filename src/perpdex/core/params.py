@@ -75,6 +75,8 @@ class MarketParams:
     market_type: MarketType = MarketType.CROSS
     default_funding_ppm: int = 0
     market_order_slippage_ppm: int = 50_000  # worst price of a market order: oracle +/- 5%
+    funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
+    funding_overrides: tuple[tuple[str, int | str], ...] = ()  # that model's parameters, by name
 
     def validate(self) -> None:
         where = f"markets[{self.market_id}]"
@@ -112,3 +114,5 @@ class MarketParams:
             raise ParamsError("default funding out of range", field=f"{where}.default_funding_ppm",
                               value=self.default_funding_ppm)
         self.liquidity_tier.validate()
+        from perpdex.core.funding import make_funding_model  # funding imports params: import here
+        make_funding_model(self.funding_model, self.funding_overrides, self.liquidity_tier, f"{where}.funding")

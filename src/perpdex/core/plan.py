@@ -23,6 +23,7 @@ class Plan:
     """
 
     __slots__ = ("subaccounts", "events", "fees_delta_quote_quantums", "insurance_delta_quote_quantums",
+                 "funding_dust_ppm", "funding_updates",
                  "deposited_delta", "withdrawn_delta",
                  "open_interest", "oracle_prices", "maker_fills", "finished", "placed", "placed_status",
                  "placed_remaining", "placed_rests")
@@ -32,6 +33,8 @@ class Plan:
         self.events: list[Event] = []
         self.fees_delta_quote_quantums = 0
         self.insurance_delta_quote_quantums = 0
+        self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors), ppm
+        self.funding_updates: list[tuple[str, int, object, int]] = []  # (market, index, model state, start ts)
         self.deposited_delta: dict[int, int] = {}
         self.withdrawn_delta: dict[int, int] = {}
         self.open_interest: dict[str, int] = {}

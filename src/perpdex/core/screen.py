@@ -169,7 +169,7 @@ class MarginScreen:
         usdc = np.zeros(len(ids), dtype=np.int64)
         positions = np.zeros((len(ids), len(market_ids)), dtype=np.int64)
         for row, subaccount_id in enumerate(ids):
-            subaccount = exchange.subaccounts[subaccount_id]
+            subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
             usdc[row] = subaccount.usdc_quote_quantums
             for market_id, size_base_quantums in subaccount.positions.items():
                 positions[row, column[market_id]] = size_base_quantums
@@ -390,7 +390,7 @@ class ExchangeScreen:
                 market_ids = screen.market_ids
                 rows, balances, blocks = [], [], []
                 for subaccount_id in self.dirty:
-                    subaccount = exchange.subaccounts[subaccount_id]
+                    subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
                     rows.append(self.rows[subaccount_id])
                     balances.append(subaccount.usdc_quote_quantums)
                     positions = subaccount.positions

@@ -87,6 +87,13 @@ class OracleUpdate(NamedTuple):
     prices: tuple[OraclePrice, ...]
 
 
+class FundingTick(NamedTuple):
+    """Close every market's funding interval that has ended by `ts_ms`: compute its rate with the
+    market's model and move its funding index (positions settle lazily, when next touched)."""
+
+    ts_ms: int
+
+
 class InsuranceFundDeposit(NamedTuple):
     """Move USDC from a subaccount into the exchange's insurance fund (seeding or topping it up);
     the subaccount must still meet initial margin afterwards, as for a withdrawal."""
@@ -105,4 +112,4 @@ class Liquidate(NamedTuple):
 
 
 Tx = (Deposit | Withdraw | Transfer | SetMarginMode | PlaceOrder | CancelOrder | OracleUpdate
-      | InsuranceFundDeposit | Liquidate)
+      | FundingTick | InsuranceFundDeposit | Liquidate)

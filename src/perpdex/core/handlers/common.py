@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 from perpdex.core.errors import (
     MalformedTxError, MissingOraclePriceError, StaleOracleError, UnknownAssetError, UnknownSubaccountError,
 )
+from perpdex.core.events import FundingPaid
+from perpdex.core.funding import funding_settlement_ppm, settle_subaccount_funding
 from perpdex.core.state import Subaccount, SubaccountId
 from perpdex.core.units import MAX_BALANCE_QUANTUMS, USDC_ASSET_ID
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
+    from perpdex.core.plan import Plan
 
 MAX_SUBACCOUNT_NUMBER = 127  # dYdX v4 subaccount numbers are 0..127
 
@@ -56,3 +59,39 @@ def require_fresh_prices(ex: Exchange, subaccount: Subaccount, ts_ms: int) -> No
         if not market.oracle_is_fresh(ts_ms):
             raise StaleOracleError(f"oracle price of {market_id} is older than {market.params.oracle_staleness_ms} ms",
                                    field="market_id", value=market_id)
+
+
+def settled(ex: Exchange, subaccount: Subaccount, plan: Plan | None = None, ts_ms: int = 0) -> Subaccount:
+    """A copy of the subaccount with its funding settled, as dYdX settles before any update (x/subaccounts
+    GetSettledSubaccountWithPerpetuals): USDC gets floor(sum of each position's -(index - entry) x size
+    / 1e6), against the trader, and every entry moves to its market's current index.
+
+    With a `plan`, the copy is registered in it (so the settlement commits even if nothing else changes),
+    with a FundingPaid event per position and the rounding dust; callers that go on to change the
+    subaccount work on their own copy of this one. Without a plan it is a view (`Exchange.risk`).
+    """
+    copy = subaccount.copy()
+    if not subaccount.positions:
+        return copy
+    markets = ex.markets
+    entries = copy.funding_entries
+    settlements = []
+    changed = []
+    for market_id, size in subaccount.positions.items():
+        index = markets[market_id].funding_index
+        entry = entries[market_id]
+        if index != entry:
+            settlements.append(funding_settlement_ppm(size, entry, index))
+            changed.append((market_id, size, entry, index))
+            entries[market_id] = index
+    if not settlements:
+        return copy
+    funding = settle_subaccount_funding(settlements)
+    copy.add_usdc(funding.collateral_delta_quote_quantums)
+    if plan is not None:
+        plan.subaccounts[subaccount.subaccount_id] = copy
+        plan.funding_dust_ppm += funding.dust_ppm
+        for (market_id, size, entry, index), ppm, paid in zip(changed, settlements,
+                                                              funding.position_payments_quote_quantums):
+            plan.events.append(FundingPaid(ts_ms, subaccount.subaccount_id, market_id, size, entry, index, paid, ppm))
+    return copy

@@ -18,7 +18,7 @@ def plan(ex: Exchange, tx: InsuranceFundDeposit) -> Plan:
     subaccount = require_subaccount(ex, tx.subaccount_id)
     amount = check_amount(tx.amount_quantums)
     result = Plan()
-    result.subaccounts[tx.subaccount_id] = debit_collateral(ex, subaccount, amount, tx.ts_ms)
+    result.subaccounts[tx.subaccount_id] = debit_collateral(ex, subaccount, amount, tx.ts_ms, result)
     result.insurance_delta_quote_quantums = amount
     result.events.append(InsuranceFundChanged(tx.ts_ms, amount, ex.insurance_fund_quote_quantums + amount,
                                               tx.subaccount_id))

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from perpdex.core.events import (
     BadDebt, Deleveraged, Event, Fill, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
 )
-from perpdex.core.handlers.common import require_subaccount
+from perpdex.core.handlers.common import require_subaccount, settled
 from perpdex.core.liquidation import (
-    NO_LIQUIDATIONS, DeleveragingCandidate, LiquidationError, LiquidationsConfig, SubaccountLiquidationInfo,
+    NO_LIQUIDATIONS, LiquidationError, LiquidationsConfig, SubaccountLiquidationInfo,
     bankruptcy_price_quote_quantums, bankruptcy_price_subticks, can_deleverage, check_fill_against_subaccount_block_limits,
-    deleveraging_offset_base_quantums, deleveraging_order, fillable_price, fillable_price_to_subticks,
+    deleveraging_offset_base_quantums, fillable_price, fillable_price_to_subticks,
     insurance_fund_delta, is_valid_insurance_fund_delta, liquidatable_position_size_delta,
     maybe_position_to_liquidate, order_liquidation_candidates,
 )
@@ -40,8 +40,8 @@ class NotLiquidatableError(LiquidationError):
 def plan(ex: Exchange, tx: Liquidate) -> Plan:
     """Validation only: the subaccount must be liquidatable now. The work happens in
     `run_requested` once this tx is accepted, as committed follow-up steps."""
-    subaccount = require_subaccount(ex, tx.subaccount_id)
-    risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+    require_subaccount(ex, tx.subaccount_id)
+    risk = _risk(ex, tx.subaccount_id)
     if not risk.is_liquidatable():
         raise NotLiquidatableError(f"net collateral {risk.net_collateral} >= maintenance {risk.maintenance_requirement}",
                                    field="subaccount_id", value=str(tx.subaccount_id))
@@ -49,6 +49,7 @@ def plan(ex: Exchange, tx: Liquidate) -> Plan:
 
 
 def run_requested(ex: Exchange, tx: Liquidate) -> list[Event]:
+    _STEP_HOLDERS.clear()
     return liquidate_subaccount(ex, tx.subaccount_id, tx.ts_ms)
 
 
@@ -57,11 +58,11 @@ def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
     never missing one), confirm each exactly, liquidate riskiest first, ties by subaccount id."""
     confirmed = []
     for subaccount_id in ex.liquidation_candidates():
-        subaccount = ex.subaccounts[subaccount_id]
-        risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+        risk = _risk(ex, subaccount_id)
         if risk.is_liquidatable():
             confirmed.append((subaccount_id, risk))
     events: list[Event] = []
+    _STEP_HOLDERS.clear()
     for subaccount_id in order_liquidation_candidates(confirmed):
         events.extend(liquidate_subaccount(ex, subaccount_id, ts_ms))
     return events
@@ -77,7 +78,7 @@ def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) 
         progressed = False
         while True:
             subaccount = ex.subaccounts[subaccount_id]
-            risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+            risk = _risk(ex, subaccount_id)
             if not risk.is_liquidatable():
                 return events
             market_id = maybe_position_to_liquidate(subaccount.positions, info)
@@ -103,8 +104,9 @@ def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) 
 
 
 def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
-    subaccount = ex.subaccounts[subaccount_id]
-    return account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+    """Risk with unsettled funding included (a settled view; nothing is written)."""
+    view = settled(ex, ex.subaccounts[subaccount_id])
+    return account_risk(view.usdc_quote_quantums, view.positions, ex.markets)
 
 
 def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, risk: Risk,
@@ -132,7 +134,8 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
     divisor = market.quantum_conversion_divisor
     maker_fee_ppm = max(params.maker_fee_ppm, 0)  # dYdX: no maker rebates on liquidation fills
     step = Plan()
-    liquidated = subaccount.copy()
+    funding_index = market.funding_index
+    liquidated = settled(ex, subaccount, step, ts_ms).copy()
     drafts: dict[SubaccountId, Subaccount] = {subaccount.subaccount_id: liquidated}
     remaining = abs(delta)
     fund = ex.insurance_fund_quote_quantums
@@ -167,7 +170,7 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
         maker_fee = -((-quote * maker_fee_ppm) // PPM)  # ceil: against the maker, as any fee
         maker = drafts.get(maker_id)
         if maker is None:
-            maker = drafts[maker_id] = ex.subaccounts[maker_id].copy()
+            maker = drafts[maker_id] = settled(ex, ex.subaccounts[maker_id], step, ts_ms).copy()
         maker_position = maker.positions.get(market_id, 0)
         liquidated_new = liquidated_position + sign * quantity
         maker_new = maker_position - sign * quantity
@@ -175,14 +178,14 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
                              + max(maker_new, 0) - max(maker_position, 0))
         maker_after = maker.copy()
         maker_after.add_usdc(sign * quote - maker_fee)
-        maker_after.set_position(market_id, maker_new)
+        maker_after.set_position(market_id, maker_new, funding_index)
         if check_transition(_draft_risk(ex, maker, market, new_open_interest),
                             _draft_risk(ex, maker_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
             _cancel(step, maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms)
             continue
         liquidated_after = liquidated.copy()
         liquidated_after.add_usdc(-sign * quote - insurance)
-        liquidated_after.set_position(market_id, liquidated_new)
+        liquidated_after.set_position(market_id, liquidated_new, funding_index)
         if check_transition(_draft_risk(ex, liquidated, market, new_open_interest),
                             _draft_risk(ex, liquidated_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
             break
@@ -241,6 +244,37 @@ def _cancel(step: Plan, order, reason: CancelReason, ts_ms: int) -> None:
                                      order.remaining_base_quantums, reason))
 
 
+# Opposite-side holders sorted by id, per (market, side of the bankrupt position), built once per
+# liquidation step (cleared at its start): sorting every holder for each deleverage is O(n^2) in a
+# crash. Holders that appear during the step wait for the next one; entries whose position closed
+# or flipped are skipped when walked. Derived from state, so replay stays deterministic.
+_STEP_HOLDERS: dict[tuple[str, bool], list] = {}
+
+
+def _offsetting_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id: str, position: int):
+    """Holders of the opposite side in `deleveraging_order`'s order, computed lazily.
+
+    State holds no cost basis yet, so every unrealized PnL is 0 and the rule reduces to: net
+    collateral > 0 first, then the rest, each by subaccount id. Walking holders in id order and
+    deferring the non-positive ones gives that order without pricing every holder up front
+    (`test_lazy_candidates_follow_deleveraging_order` checks the equivalence)."""
+    cache = _STEP_HOLDERS.setdefault((market_id, position > 0), [])
+    if not cache:  # once per step: holders opposite a long (or a short), by id
+        cache.extend(sorted(sid for sid in ex.holders[market_id]
+                            if (ex.subaccounts[sid].positions[market_id] > 0) != (position > 0)))
+    deferred = []
+    for other_id in cache:
+        other = ex.subaccounts[other_id]
+        size = other.positions.get(market_id, 0)
+        if other_id == subaccount_id or not size or (size > 0) == (position > 0):
+            continue
+        if _risk(ex, other_id).net_collateral <= 0:
+            deferred.append(other_id)
+            continue
+        yield other_id
+    yield from deferred
+
+
 def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms: int, events: list[Event]) -> bool:
     """Offset the whole bankrupt position against opposing positions at the bankruptcy price,
     in `deleveraging_order` (deterministic from state), skipping offsets that fail a margin check.
@@ -248,49 +282,39 @@ def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms
     market = ex.markets[market_id]
     params = market.params
     oracle = market.oracle_price_subticks
-    divisor = market.quantum_conversion_divisor
     position = ex.subaccounts[subaccount_id].positions[market_id]
     remaining = -position
-    candidates = []
-    for other_id, other in ex.subaccounts.items():
-        size = other.positions.get(market_id, 0)
-        if other_id == subaccount_id or not size or (size > 0) == (position > 0):
-            continue
-        risk = account_risk(other.usdc_quote_quantums, other.positions, ex.markets)
-        candidates.append(DeleveragingCandidate(other_id, size, notional_quote_quantums(size, oracle, divisor),
-                                                risk.net_collateral, 0))
     progressed = False
-    for candidate in deleveraging_order(candidates, delta_base_quantums=remaining):
-        offset = deleveraging_offset_base_quantums(
-            remaining, ex.subaccounts[candidate.subaccount_id].positions.get(market_id, 0))
+    for candidate_id in _offsetting_candidates(ex, subaccount_id, market_id, position):
+        offset = deleveraging_offset_base_quantums(remaining, ex.subaccounts[candidate_id].positions.get(market_id, 0))
         if not offset:
             continue
-        bankrupt = ex.subaccounts[subaccount_id]
+        step = Plan()
+        bankrupt = settled(ex, ex.subaccounts[subaccount_id], step, ts_ms)
         before = account_risk(bankrupt.usdc_quote_quantums, bankrupt.positions, ex.markets)
         quote = bankruptcy_price_quote_quantums(bankrupt.positions[market_id], offset, params=params,
                                                 oracle_price_subticks=oracle, account_risk=before)
         bankrupt_after = bankrupt.copy()
         bankrupt_after.add_usdc(quote)
-        bankrupt_after.set_position(market_id, bankrupt.positions[market_id] + offset)
-        offsetting = ex.subaccounts[candidate.subaccount_id]
+        bankrupt_after.set_position(market_id, bankrupt.positions[market_id] + offset, market.funding_index)
+        offsetting = settled(ex, ex.subaccounts[candidate_id], step, ts_ms)
         offsetting_after = offsetting.copy()
         offsetting_after.add_usdc(-quote)
-        offsetting_after.set_position(market_id, offsetting.positions[market_id] - offset)
+        offsetting_after.set_position(market_id, offsetting.positions[market_id] - offset, market.funding_index)
         offsetting_ok = check_transition(
             account_risk(offsetting.usdc_quote_quantums, offsetting.positions, ex.markets),
             account_risk(offsetting_after.usdc_quote_quantums, offsetting_after.positions, ex.markets))
         if offsetting_ok is not TransitionResult.SUCCESS:
             continue
-        step = Plan()
         step.subaccounts[subaccount_id] = bankrupt_after
-        step.subaccounts[candidate.subaccount_id] = offsetting_after
+        step.subaccounts[candidate_id] = offsetting_after
         open_interest = (market.open_interest_base_quantums
                          + max(bankrupt_after.positions.get(market_id, 0), 0) - max(bankrupt.positions[market_id], 0)
                          + max(offsetting_after.positions.get(market_id, 0), 0)
                          - max(offsetting.positions[market_id], 0))
         if open_interest != market.open_interest_base_quantums:
             step.open_interest[market_id] = open_interest
-        step.events.append(Deleveraged(ts_ms, subaccount_id, candidate.subaccount_id, market_id, offset, quote))
+        step.events.append(Deleveraged(ts_ms, subaccount_id, candidate_id, market_id, offset, quote))
         ex.commit_step(step)
         events.extend(step.events)
         progressed = True

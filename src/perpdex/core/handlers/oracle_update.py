@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from perpdex.core.errors import MalformedTxError, PerpdexError, UnknownMarketError
 from perpdex.core.events import Event, OraclePriceUpdated, OrderFinished, OrderTriggered
+from perpdex.core.handlers.common import settled
 from perpdex.core.handlers.place_order import execute
 from perpdex.core.orders import CancelReason, OrderStatus, conditional_triggers
 from perpdex.core.plan import Plan
@@ -59,7 +60,8 @@ def run_triggers(ex: Exchange, tx: OracleUpdate) -> list[Event]:
                                          order.trigger_price_subticks))
             step = Plan()
             try:
-                execute(ex, market, ex.subaccount(order.subaccount_id), order, order.price_subticks, tx.ts_ms, step)
+                owner = settled(ex, ex.subaccount(order.subaccount_id), step, tx.ts_ms)
+                execute(ex, market, owner, order, order.price_subticks, tx.ts_ms, step)
             except PerpdexError as error:
                 step = Plan()
                 step.finished.append((order, OrderStatus.CANCELED, CancelReason.TRIGGER_REJECTED))

@@ -11,7 +11,7 @@ from perpdex.core.errors import (
     ReduceOnlyError, StaleOracleError, UnknownMarketError,
 )
 from perpdex.core.events import Fill, OrderAccepted, OrderFinished, OrderRested
-from perpdex.core.handlers.common import require_subaccount
+from perpdex.core.handlers.common import require_subaccount, settled
 from perpdex.core.margin import (
     Risk, TransitionResult, check_transition, initial_margin_ppm_at, positions_risk, requirements_at,
 )
@@ -34,9 +34,10 @@ def plan(ex: Exchange, tx: PlaceOrder) -> Plan:
     market = ex.markets.get(tx.market_id)
     if market is None:
         raise UnknownMarketError(f"unknown market {tx.market_id!r}", field="market_id", value=tx.market_id)
-    subaccount = require_subaccount(ex, tx.subaccount_id)
-    order = _validated_order(ex, market, subaccount, tx)
+    stored = require_subaccount(ex, tx.subaccount_id)
+    order = _validated_order(ex, market, stored, tx)
     result = Plan()
+    subaccount = settled(ex, stored, result, tx.ts_ms)
     result.events.append(OrderAccepted(tx.ts_ms, order.order_id, order.subaccount_id, order.market_id,
                                        order.is_buy, order.size_base_quantums, order.price_subticks or 0,
                                        order.status, order.client_id))
@@ -172,7 +173,8 @@ def _transition(rest: tuple, market: MarketState, initial_margin_ppm: int, usdc_
 
 def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int | None,
             ts_ms: int, result: Plan) -> None:
-    """Check and match an order that is now live (new, or just triggered) into `result`.
+    """Check and match an order that is now live (new, or just triggered) into `result`;
+    `subaccount` is the owner already settled for funding (`common.settled`).
 
     Raises (and plans nothing) when the order breaks reduce-only, post-only, a stale oracle or
     the margin rule for its worst-case fill: the whole size at its limit price with the taker
@@ -238,7 +240,8 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
     divisor = market.quantum_conversion_divisor
     open_interest = market.open_interest_base_quantums
     taker_fee_ppm, maker_fee_ppm = params.taker_fee_ppm, params.maker_fee_ppm
-    taker = subaccount.copy()
+    funding_index = market.funding_index
+    taker = subaccount.copy()  # `subaccount` is already settled; this copy is what the fills change
     taker_positions, taker_collateral = taker.positions, taker.collateral
     drafts: dict[SubaccountId, tuple[Subaccount, tuple]] = {taker_id: (taker, rest)}
     remaining = size
@@ -269,7 +272,8 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
         draft = drafts.get(maker_id)
         if draft is None:
             stored = ex.subaccounts[maker_id]
-            draft = (stored.copy(), positions_risk(stored.positions, ex.markets, skip_market_id=market_id))
+            draft = (settled(ex, stored, result, ts_ms).copy(),
+                     positions_risk(stored.positions, ex.markets, skip_market_id=market_id))
             drafts[maker_id] = draft
         maker, maker_rest = draft
         maker_position = maker.positions.get(market_id, 0)
@@ -300,9 +304,9 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
             stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
             break
         taker_collateral[USDC_ASSET_ID] = taker_usdc_new
-        taker.set_position(market_id, taker_new)
+        taker.set_position(market_id, taker_new, funding_index)
         maker.collateral[USDC_ASSET_ID] = maker_usdc_new
-        maker.set_position(market_id, maker_new)
+        maker.set_position(market_id, maker_new, funding_index)
         open_interest = new_open_interest
         fees += taker_fee + maker_fee
         maker_fills.append((maker_order, quantity))

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 from perpdex.core.errors import MalformedTxError
 from perpdex.core.events import Transferred
-from perpdex.core.handlers.common import check_amount, check_asset, check_subaccount_id, require_subaccount
+from perpdex.core.handlers.common import (
+    check_amount, check_asset, check_subaccount_id, require_subaccount, settled,
+)
 from perpdex.core.handlers.withdraw import debit_collateral
 from perpdex.core.plan import Plan
 from perpdex.core.state import Subaccount
@@ -25,14 +27,14 @@ def plan(ex: Exchange, tx: Transfer) -> Plan:
                                value=str(recipient_id))
     asset_id = check_asset(tx.asset_id)
     amount = check_amount(tx.amount_quantums)
-    sender_draft = debit_collateral(ex, sender, amount, tx.ts_ms)
+    result = Plan()
+    sender_draft = debit_collateral(ex, sender, amount, tx.ts_ms, result)
     current = ex.subaccounts.get(recipient_id)
-    recipient_draft = current.copy() if current is not None else Subaccount(recipient_id)
+    recipient_draft = settled(ex, current, result, tx.ts_ms) if current is not None else Subaccount(recipient_id)
     recipient_draft.add_usdc(amount)
     if recipient_draft.usdc_quote_quantums > MAX_BALANCE_QUANTUMS:
         raise MalformedTxError("recipient balance would exceed the 63-bit bound", field="amount_quantums",
                                value=amount)
-    result = Plan()
     result.subaccounts[tx.sender] = sender_draft
     result.subaccounts[recipient_id] = recipient_draft
     result.events.append(Transferred(tx.ts_ms, tx.sender, recipient_id, asset_id, amount))

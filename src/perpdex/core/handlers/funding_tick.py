@@ -1,0 +1,77 @@
+"""FundingTick: each market whose funding interval has ended gets its rate from its model (dYdX v4
+by default, or another venue's) and its funding index moves by rate x interval x oracle price."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from perpdex.core.errors import TxError
+from perpdex.core.events import FundingRateComputed
+from perpdex.core.funding import (
+    DydxFundingModel, book_premium_ppm, funding_index_delta_from_accrual, impact_price_subticks,
+    premium_ppm_from_impact_prices,
+)
+from perpdex.core.plan import Plan
+
+if TYPE_CHECKING:
+    from perpdex.core.exchange import Exchange
+    from perpdex.core.state import MarketState
+    from perpdex.core.tx import FundingTick
+
+
+class FundingNotDueError(TxError):
+    code = "funding.not_due"
+
+
+def plan(ex: Exchange, tx: FundingTick) -> Plan:
+    """Raises FundingNotDueError (changing nothing) when no market's interval has ended yet."""
+    result = Plan()
+    for market_id, market in ex.markets.items():
+        state = market.funding_state
+        if state is None or market.oracle_price_subticks is None:
+            continue  # no observation yet: nothing to close
+        model = market.funding_model
+        if tx.ts_ms < market.funding_interval_start_ms + model.interval_ms(state):
+            continue
+        rate, new_state = model.rate_for_interval(state, tx.ts_ms)
+        price = market.oracle_price_subticks
+        delta = funding_index_delta_from_accrual(rate.accrual_ppm_ms, price, market.params.quantum_conversion_exponent)
+        index = market.funding_index + delta
+        interval = model.interval_ms(new_state)
+        result.funding_updates.append((market_id, index, new_state, tx.ts_ms - tx.ts_ms % interval))
+        result.events.append(FundingRateComputed(
+            tx.ts_ms, market_id, market.params.funding_model, rate.funding_rate_8h_ppm, rate.premium_ppm,
+            rate.sample_count, rate.clamp_hit, rate.interval_ms, price, delta, index))
+    if not result.funding_updates:
+        raise FundingNotDueError("no market's funding interval has ended", field="ts_ms", value=tx.ts_ms)
+    return result
+
+
+def observe(market: MarketState, ts_ms: int) -> None:
+    """Feed the market's model one premium observation of the book against the index (called by
+    `Exchange.apply` when a transaction's time crosses the market's observation cadence).
+
+    No fresh index price, no observation (dYdX skips markets without a valid price). dYdX's premium
+    is one-sided (`book_premium_ppm`); the other venues' is the two-sided impact-price form.
+    """
+    price = market.oracle_price_subticks
+    if price is None or not market.oracle_is_fresh(ts_ms):
+        return
+    model = market.funding_model
+    if market.funding_state is None:
+        market.funding_state = model.initial_state(ts_ms)
+        # intervals sit on a grid of their length (dYdX epochs are aligned the same way)
+        market.funding_interval_start_ms = ts_ms - ts_ms % model.interval_ms(market.funding_state)
+    book = market.book
+    bids = ((level_price, sum(level.values())) for level_price, level in book.levels(True))
+    asks = ((level_price, sum(level.values())) for level_price, level in book.levels(False))
+    notional = market.params.liquidity_tier.impact_notional_quote_quantums
+    divisor = market.quantum_conversion_divisor
+    if isinstance(model, DydxFundingModel):
+        premium = book_premium_ppm(bids, asks, price, notional, divisor, model.max_abs_premium_vote_ppm)
+    else:
+        premium = premium_ppm_from_impact_prices(impact_price_subticks(bids, notional, divisor),
+                                                 impact_price_subticks(asks, notional, divisor), price)
+    open_interest = market.open_interest_base_quantums
+    market.funding_state = model.observe(market.funding_state, ts_ms, premium, long_open_interest=open_interest,
+                                         short_open_interest=open_interest)

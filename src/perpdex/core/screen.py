@@ -156,6 +156,8 @@ class MarginScreen:
         self._prices: list[int] = [0] * m
         self._peak_prices: list[int] = [0] * m
         self.updates_since_full = 0
+        self._tolerance_key: tuple | None = None
+        self._tolerance = 0.0
         self.screen_all(prices_subticks)
 
     @classmethod
@@ -209,15 +211,26 @@ class MarginScreen:
 
     @property
     def tolerance_quote_quantums(self) -> float:
-        """The current flagging tolerance; it grows slowly with `updates_since_full`."""
+        """The current flagging tolerance; it grows slowly with `updates_since_full`. Memoized on its
+        inputs (exact Fractions cost ~100 us; an exchange screens after every oracle update)."""
+        # The bound grows with the number of moves, so evaluating it at the count rounded UP to a
+        # multiple of 64 is still a bound (slightly wider) and changes 64 times less often.
+        moves = -(-self.updates_since_full // 64) * 64
+        key = (moves, self._max_abs_usdc, tuple(self._max_abs_size), tuple(self._peak_prices))
+        if key == self._tolerance_key:
+            return self._tolerance
+        self._tolerance_key = key
+        self._tolerance = self._compute_tolerance(moves)
+        return self._tolerance
+
+    def _compute_tolerance(self, moves: int) -> float:
         gross = Fraction(0)
         maintenance = Fraction(0)
         for j, size in enumerate(self._max_abs_size):
             notional = Fraction(size * self._peak_prices[j], self._divisors[j])
             gross += notional
             maintenance += notional * self._maintenance_ppm2[j] / (PPM * PPM)
-        return tolerance_quote_quantums(len(self.markets), self.updates_since_full, self._max_abs_usdc,
-                                        gross, maintenance)
+        return tolerance_quote_quantums(len(self.markets), moves, self._max_abs_usdc, gross, maintenance)
 
     # --- screening ------------------------------------------------------------------------
     def screen_all(self, prices_subticks: Sequence[int]) -> Rows:
@@ -241,6 +254,11 @@ class MarginScreen:
     def update_market(self, market: int | str, price_subticks: int) -> Rows:
         """One market moves to `price_subticks`: reads only its two columns (NC += size x dp / D,
         MMR += |size| x dp x IMF x MF / D); returns candidate rows, ascending."""
+        self.move_market(market, price_subticks)
+        return self._candidates()
+
+    def move_market(self, market: int | str, price_subticks: int) -> None:
+        """`update_market` without the candidate scan, for several moves followed by one scan."""
         j = self._column[market] if isinstance(market, str) else int(market)
         if not 0 <= j < len(self.markets):
             raise ValueError(f"no market column {market!r}")
@@ -259,7 +277,6 @@ class MarginScreen:
             self._exact_markets[j].oracle_price_subticks = price
             self._peak_prices[j] = max(self._peak_prices[j], price)
             self.updates_since_full += 1
-        return self._candidates()
 
     def update_rows(self, rows: Sequence[int], usdc_quote_quantums: Sequence[int],
                     positions_base_quantums: Sequence[Sequence[int]]) -> None:
@@ -400,6 +417,6 @@ class ExchangeScreen:
             for column, market_id in enumerate(screen.market_ids):
                 price = exchange.markets[market_id].oracle_price_subticks
                 if price is not None and price != screen.prices_subticks[column]:
-                    screen.update_market(column, price)
+                    screen.move_market(column, price)
         ids = screen.subaccount_ids or ()
         return [ids[row] for row in screen.candidates()]

@@ -67,14 +67,12 @@ def settled(ex: Exchange, subaccount: Subaccount, plan: Plan | None = None, ts_m
     / 1e6), against the trader, and every entry moves to its market's current index.
 
     With a `plan`, the copy is registered in it (so the settlement commits even if nothing else changes),
-    with a FundingPaid event per position and the rounding dust; callers that go on to change the
-    subaccount work on their own copy of this one. Without a plan it is a view (`Exchange.risk`).
+    with a FundingPaid event per position and the rounding dust. Without a plan it is a view
+    (`Exchange.risk`). With nothing to settle the stored subaccount itself comes back: treat the
+    result as read-only and copy it before changing it.
     """
-    copy = subaccount.copy()
-    if not subaccount.positions:
-        return copy
     markets = ex.markets
-    entries = copy.funding_entries
+    entries = subaccount.funding_entries
     settlements = []
     changed = []
     for market_id, size in subaccount.positions.items():
@@ -83,9 +81,11 @@ def settled(ex: Exchange, subaccount: Subaccount, plan: Plan | None = None, ts_m
         if index != entry:
             settlements.append(funding_settlement_ppm(size, entry, index))
             changed.append((market_id, size, entry, index))
-            entries[market_id] = index
     if not settlements:
-        return copy
+        return subaccount
+    copy = subaccount.copy()
+    for market_id, _, _, index in changed:
+        copy.funding_entries[market_id] = index
     funding = settle_subaccount_funding(settlements)
     copy.add_usdc(funding.collateral_delta_quote_quantums)
     if plan is not None:

@@ -22,7 +22,7 @@ def plan(ex: Exchange, tx: Deposit) -> Plan:
     amount = check_amount(tx.amount_quantums)
     current = ex.subaccounts.get(subaccount_id)
     result = Plan()
-    draft = settled(ex, current, result, tx.ts_ms) if current is not None else Subaccount(subaccount_id)
+    draft = settled(ex, current, result, tx.ts_ms).copy() if current is not None else Subaccount(subaccount_id)
     draft.collateral[asset_id] = draft.collateral.get(asset_id, 0) + amount
     if draft.collateral[asset_id] > MAX_BALANCE_QUANTUMS:
         raise MalformedTxError("balance would exceed the state tree's 63-bit bound", field="amount_quantums",

@@ -30,7 +30,8 @@ def plan(ex: Exchange, tx: Transfer) -> Plan:
     result = Plan()
     sender_draft = debit_collateral(ex, sender, amount, tx.ts_ms, result)
     current = ex.subaccounts.get(recipient_id)
-    recipient_draft = settled(ex, current, result, tx.ts_ms) if current is not None else Subaccount(recipient_id)
+    recipient_draft = (settled(ex, current, result, tx.ts_ms).copy() if current is not None
+                       else Subaccount(recipient_id))
     recipient_draft.add_usdc(amount)
     if recipient_draft.usdc_quote_quantums > MAX_BALANCE_QUANTUMS:
         raise MalformedTxError("recipient balance would exceed the 63-bit bound", field="amount_quantums",

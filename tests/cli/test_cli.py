@@ -63,3 +63,14 @@ def test_bench_json_and_result_line(args):
     body, result_line = result.stdout.rsplit("\n", 2)[0], result.stdout.strip().splitlines()[-1]
     assert result_line.startswith(f"RESULT bench={args[0]} ")
     assert isinstance(json.loads(body), dict)
+
+
+def test_liqmap_writes_an_exact_table_and_a_chart(tmp_path):
+    result = run("liqmap", "--market", "ETH-USD", "--step-pct", "10", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "liqmap.json").read_text())
+    assert [r["move_pct"] for r in rows] == [-30, -20, -10, 0, 10, 20, 30]
+    assert rows[3]["first_round_notional_usd"] == 0  # no move, nothing liquidated
+    assert rows[0]["first_round_notional_usd"] + rows[0]["deleveraged_notional_usd"] > 0  # a crash liquidates
+    assert (tmp_path / "liqmap.png").stat().st_size > 10_000
+    assert run("liqmap", "--market", "NOPE-USD", "--out", str(tmp_path)).returncode == 2

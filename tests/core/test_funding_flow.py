@@ -119,3 +119,26 @@ def test_unknown_funding_model_in_the_market_file_names_the_field(tmp_path):
     with pytest.raises(MarketFileError) as caught:
         parse_markets(text.read_text(), str(text))
     assert caught.value.field == "markets[BTC-USD].funding.model"
+
+
+def test_predicted_funding_is_the_rate_so_far_and_writes_nothing():
+    ex, ts = rich_perp()
+    before = ex.digest()
+    predicted = ex.predicted_funding("BTC-USD")
+    assert predicted is not None and predicted.funding_rate_8h_ppm > 0
+    assert ex.digest() == before
+    [rate] = [e for e in ex.apply(FundingTick(ts)) if isinstance(e, FundingRateComputed) and e.market_id == "BTC-USD"]
+    assert rate.funding_rate_8h_ppm == predicted.funding_rate_8h_ppm
+
+
+def test_lagged_funding_sees_the_book_as_of_the_lag():
+    """With a 30-minute lag the first hour's tick sees only its first half-hour of observations,
+    so the padded mean is about half of the unlagged one."""
+    lagged = [replace(m, funding_lag_ms=30 * 60_000) for m in load_markets()]
+    now_ex, ts = rich_perp()
+    lag_ex, _ = rich_perp(lagged)
+    now = [e for e in now_ex.apply(FundingTick(ts)) if isinstance(e, FundingRateComputed) and e.market_id == "BTC-USD"]
+    late = [e for e in lag_ex.apply(FundingTick(ts)) if isinstance(e, FundingRateComputed) and e.market_id == "BTC-USD"]
+    assert 0 < late[0].premium_ppm < now[0].premium_ppm
+    assert abs(late[0].premium_ppm - now[0].premium_ppm // 2) <= 20
+    check_invariants(lag_ex)

@@ -82,6 +82,36 @@ def markets(file: Path | None = typer.Option(None, help="Market TOML file (defau
     console.print(table)
 
 
+@app.command()
+def liqmap(market: str = typer.Option("BTC-USD", help="The market that moves."),
+           step_pct: int = typer.Option(1, min=1, max=10, help="Move step in percent (-30%..+30%)."),
+           out: Path = typer.Option(Path("out/liqmap"), help="Folder for liqmap.json and liqmap.png.")) -> None:
+    """Exact liquidation map from the full state: notional liquidated per move, both rounds.
+
+    Runs on the scripted demo's final state (run logs come with the event store)."""
+    from perpdex.lab.liqmap import liquidation_map, plot_liquidation_map, rows_as_dicts
+    from perpdex.sim.scripted import ScriptedSession
+
+    session = ScriptedSession()
+    session.run()
+    if market not in session.exchange.markets:
+        raise CliError(f"unknown market {market!r} (one of {', '.join(session.exchange.markets)})")
+    rows = liquidation_map(session.exchange, market, range(-30, 31, step_pct))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "liqmap.json").write_text(json.dumps(rows_as_dicts(rows), indent=2))
+    plot_liquidation_map(rows, market, out / "liqmap.png")
+    table = Table(title=f"liquidation map: {market}", title_justify="left")
+    for column in ("move %", "price $", "round 1 $", "round 2 $", "accounts", "deleveraged $", "fund $", "bad debt $"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(f"{row.move_pct:+d}", f"{row.price_usd:,.2f}", f"{row.first_round_notional_usd:,.0f}",
+                      f"{row.second_round_notional_usd:,.0f}", str(row.liquidated_subaccounts),
+                      f"{row.deleveraged_notional_usd:,.0f}", f"{row.insurance_fund_change_usd:+,.2f}",
+                      f"{row.bad_debt_usd:,.2f}")
+    console.print(table)
+    console.print(f"results: {out.resolve()}/ (liqmap.json, liqmap.png)")
+
+
 def _report(name: str, result: dict, as_json: bool, lines: list[str], ok: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2, default=str))

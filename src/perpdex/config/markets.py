@@ -43,6 +43,7 @@ class MarketModel(_Strict):
     default_funding_ppm: int = 0
     market_order_slippage_ppm: int = Field(default=50_000, gt=0, lt=1_000_000)
     funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
+    funding_lag_ms: int = Field(default=0, ge=0)
     funding: dict[str, int | str] = Field(default_factory=dict)  # that model's parameters by name
 
 

@@ -13,6 +13,7 @@ from perpdex.core.errors import (
     UnknownTxTypeError,
 )
 from perpdex.core.events import Event, OrderFinished
+from perpdex.core.funding import FundingRateResult
 from perpdex.core.margin import Risk, account_risk
 from perpdex.core.orders import TERMINAL_STATUSES, Order, OrderStatus, check_order_transition
 from perpdex.core.params import MarketParams
@@ -252,6 +253,15 @@ class Exchange:
                                          value=str(subaccount_id))
         return subaccount
 
+    def predicted_funding(self, market_id: str) -> FundingRateResult | None:
+        """The rate the current interval would close at now (the model run on a copy of its state;
+        nothing is written), or None before the market's first observation."""
+        market = self.market(market_id)
+        if market.funding_state is None:
+            return None
+        result, _ = market.funding_model.rate_for_interval(market.funding_state, self.last_ts_ms)
+        return result
+
     def settled_view(self, subaccount_id: SubaccountId) -> Subaccount:
         """The subaccount as if its funding were settled now (a copy; nothing is written)."""
         return handlers.common.settled(self, self.subaccount(subaccount_id))
@@ -290,7 +300,8 @@ class Exchange:
             put(f"M{market_id}:{market.oracle_price_subticks}:{market.oracle_ts_ms}:"
                 f"{market.open_interest_base_quantums}:{market.book.checksum()}:"
                 f"{sorted(market.untriggered)}:{market.funding_index}:{market.funding_interval_start_ms}:"
-                f"{market.next_funding_observation_ms}:{market.funding_state!r}|".encode())
+                f"{market.next_funding_observation_ms}:{market.funding_state!r}:"
+                f"{list(market.funding_observations)}|".encode())
         for subaccount_id in sorted(self.subaccounts):
             sub = self.subaccounts[subaccount_id]
             put(f"S{subaccount_id.owner}/{subaccount_id.number}:{sub.margin_mode.value}:"

@@ -77,6 +77,7 @@ class MarketParams:
     market_order_slippage_ppm: int = 50_000  # worst price of a market order: oracle +/- 5%
     funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
     funding_overrides: tuple[tuple[str, int | str], ...] = ()  # that model's parameters, by name
+    funding_lag_ms: int = 0  # funding sees the book and index as of this long ago (e.g. the last proven batch)
 
     def validate(self) -> None:
         where = f"markets[{self.market_id}]"
@@ -110,6 +111,9 @@ class MarketParams:
         if not 0 < self.market_order_slippage_ppm < PPM:
             raise ParamsError("market order slippage must be within (0, 1e6) ppm",
                               field=f"{where}.market_order_slippage_ppm", value=self.market_order_slippage_ppm)
+        if not 0 <= self.funding_lag_ms <= 7 * 24 * 3_600_000:
+            raise ParamsError("funding lag must be within [0, 7 days]", field=f"{where}.funding_lag_ms",
+                              value=self.funding_lag_ms)
         if abs(self.default_funding_ppm) > PPM:
             raise ParamsError("default funding out of range", field=f"{where}.default_funding_ppm",
                               value=self.default_funding_ppm)

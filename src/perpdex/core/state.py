@@ -3,6 +3,7 @@ with their book, oracle price and open interest. Written only by `Exchange` comm
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 from typing import NamedTuple
 
@@ -86,7 +87,7 @@ class MarketState:
     __slots__ = ("params", "book", "oracle_price_subticks", "oracle_ts_ms", "open_interest_base_quantums",
                  "quantum_conversion_divisor", "initial_margin_ppm", "untriggered", "funding_model",
                  "funding_state", "funding_index", "funding_observation_ms", "next_funding_observation_ms",
-                 "funding_interval_start_ms")
+                 "funding_interval_start_ms", "funding_observations")
 
     def __init__(self, params: MarketParams) -> None:
         if params.quantum_conversion_exponent > 0:
@@ -106,6 +107,8 @@ class MarketState:
         self.funding_observation_ms = observation_interval_ms(self.funding_model)
         self.next_funding_observation_ms = 0
         self.funding_interval_start_ms = 0
+        # (ts, premium ppm, open interest) observed but not yet fed to a lagged model (funding_lag_ms > 0)
+        self.funding_observations: deque[tuple[int, int, int]] = deque()
 
     def refresh_initial_margin(self) -> None:
         """Recompute the OI-scaled initial fraction after the price or open interest changed."""

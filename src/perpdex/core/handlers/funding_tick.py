@@ -73,5 +73,17 @@ def observe(market: MarketState, ts_ms: int) -> None:
         premium = premium_ppm_from_impact_prices(impact_price_subticks(bids, notional, divisor),
                                                  impact_price_subticks(asks, notional, divisor), price)
     open_interest = market.open_interest_base_quantums
-    market.funding_state = model.observe(market.funding_state, ts_ms, premium, long_open_interest=open_interest,
-                                         short_open_interest=open_interest)
+    lag = market.params.funding_lag_ms
+    if not lag:
+        market.funding_state = model.observe(market.funding_state, ts_ms, premium, long_open_interest=open_interest,
+                                             short_open_interest=open_interest)
+        return
+    # A delayed view: the model sees what was observed `lag` ago (stamped with its own time), as a
+    # venue that computes funding from its last proven state would.
+    pending = market.funding_observations
+    pending.append((ts_ms, premium, open_interest))
+    while pending and pending[0][0] <= ts_ms - lag:
+        seen_ms, seen_premium, seen_open_interest = pending.popleft()
+        market.funding_state = model.observe(market.funding_state, seen_ms, seen_premium,
+                                             long_open_interest=seen_open_interest,
+                                             short_open_interest=seen_open_interest)

@@ -24,6 +24,8 @@ bench: $(STAMP)
 	$(VENV)/bin/perpdex bench book
 	$(VENV)/bin/perpdex bench apply
 	$(VENV)/bin/perpdex bench margin
+	$(VENV)/bin/perpdex bench liquidation
+	$(VENV)/bin/perpdex bench store
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -16,8 +16,10 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([*PERPDEX, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["markets"], ["bench"], ["bench", "book"], ["bench", "apply"],
-                                     ["bench", "margin"]], ids=lambda c: " ".join(c) or "top level")
+@pytest.mark.parametrize("command", [[], ["demo"], ["markets"], ["liqmap"], ["replay"], ["export"], ["query"],
+                                     ["bench"], ["bench", "book"], ["bench", "apply"], ["bench", "margin"],
+                                     ["bench", "liquidation"], ["bench", "store"]],
+                         ids=lambda c: " ".join(c) or "top level")
 def test_every_command_has_help(command):
     result = run(*command, "--help")
     assert result.returncode == 0, result.stderr

@@ -11,13 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perpdex.cli import store_commands
 from perpdex.core.errors import PerpdexError
+from perpdex.store.errors import StoreError
 
 app = typer.Typer(help="perpdex: a perpetual-futures exchange engine and risk lab.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 bench_app = typer.Typer(help="Benchmarks: figures, ratios to a baseline measured in the same run, a RESULT line.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+store_commands.register(app, bench_app)  # replay, export, query, bench store
 console = Console()
 if not console.is_terminal:
     console = Console(width=150)  # piped or captured output: don't squeeze tables into 80 columns
@@ -195,7 +198,7 @@ def main() -> None:
     """Entry point: PerpdexError and input problems become one line and exit code 2."""
     try:
         app()
-    except (PerpdexError, CliError, OSError) as error:
+    except (PerpdexError, StoreError, CliError, OSError) as error:
         print(f"perpdex: error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -20,6 +20,9 @@ app = typer.Typer(help="perpdex: a perpetual-futures exchange engine and risk la
 bench_app = typer.Typer(help="Benchmarks: figures, ratios to a baseline measured in the same run, a RESULT line.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+funding_app = typer.Typer(help="Funding on a recorded run: explain its rates, compare the venues' models.",
+                          no_args_is_help=True)
+app.add_typer(funding_app, name="funding")
 store_commands.register(app, bench_app)  # replay, export, query, bench store
 console = Console()
 if not console.is_terminal:
@@ -113,6 +116,51 @@ def liqmap(market: str = typer.Option("BTC-USD", help="The market that moves."),
                       f"{row.bad_debt_usd:,.2f}")
     console.print(table)
     console.print(f"results: {out.resolve()}/ (liqmap.json, liqmap.png)")
+
+
+@funding_app.command("explain")
+def funding_explain(market: str = typer.Argument(..., help="Market, e.g. ETH-USD."),
+                    log: Path = typer.Argument(..., help="A run's transaction log (perpdex sim run output)."),
+                    last: int = typer.Option(8, min=1, help="How many of the last intervals to show.")) -> None:
+    """Where each recent funding rate came from: samples, premium, clamp, rate, and what a 1-unit long paid."""
+    from perpdex.lab.funding_lab import explain
+
+    intervals, predicted = explain(log, market, last)
+    table = Table(title=f"funding: {market} (last {len(intervals)} intervals)", title_justify="left")
+    for column in ("ts_ms", "samples", "premium ppm", "clamp", "rate/8h ppm", "interval s", "index delta",
+                   "1-unit long pays $"):
+        table.add_column(column, justify="right")
+    for row in intervals:
+        table.add_row(str(row.ts_ms), str(row.samples), str(row.premium_ppm), "HIT" if row.clamp_hit else "-",
+                      str(row.funding_rate_8h_ppm), f"{row.interval_ms / 1000:g}", str(row.index_delta),
+                      f"{row.one_unit_long_pays_usd:,.6f}")
+    console.print(table)
+    if predicted is not None:
+        console.print(f"open interval so far: premium {predicted.premium_ppm} ppm from {predicted.sample_count} "
+                      f"samples -> predicted rate {predicted.funding_rate_8h_ppm} ppm per 8 h")
+
+
+@funding_app.command("compare")
+def funding_compare(log: Path = typer.Argument(..., help="A run's transaction log."),
+                    market: str = typer.Option("ETH-USD", help="Market whose rate path is charted."),
+                    out: Path = typer.Option(Path("out/funding-compare"), help="Folder for the chart and JSON.")) -> None:
+    """One recorded order flow under every funding model: basis, money moved, rate volatility, cap hits."""
+    from dataclasses import asdict
+
+    from perpdex.lab.funding_lab import compare, plot_compare
+
+    outcomes = compare(log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    plot_compare(outcomes, market, out / "rates.png")
+    table = Table(title="funding models on the same order flow", title_justify="left")
+    for column in ("model", "intervals", "mean |basis| bps", "transferred $", "rate vol ppm", "cap hits", "rejected"):
+        table.add_column(column, justify="right")
+    for o in outcomes:
+        table.add_row(o.model, str(o.intervals), f"{o.mean_abs_basis_bps:.2f}", f"{o.transferred_usd:,.2f}",
+                      f"{o.rate_volatility_ppm:,.1f}", str(o.cap_hits), str(o.rejected_txs))
+    console.print(table)
+    console.print(f"results: {out.resolve()}/ (compare.json, rates.png)")
 
 
 def _report(name: str, result: dict, as_json: bool, lines: list[str], ok: bool) -> None:

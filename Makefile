@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/perpdex demo
+	$(VENV)/bin/perpdex sim run default --out out/sim/default
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(VENV)/bin/perpdex bench margin
 	$(VENV)/bin/perpdex bench liquidation
 	$(VENV)/bin/perpdex bench store
+	$(VENV)/bin/perpdex bench sim
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

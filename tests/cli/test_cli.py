@@ -18,7 +18,9 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["markets"], ["liqmap"], ["replay"], ["export"], ["query"],
                                      ["bench"], ["bench", "book"], ["bench", "apply"], ["bench", "margin"],
-                                     ["bench", "liquidation"], ["bench", "store"]],
+                                     ["bench", "liquidation"], ["bench", "store"], ["bench", "sim"], ["sim"],
+                                     ["sim", "run"], ["sim", "list"], ["funding"], ["funding", "explain"],
+                                     ["funding", "compare"]],
                          ids=lambda c: " ".join(c) or "top level")
 def test_every_command_has_help(command):
     result = run(*command, "--help")

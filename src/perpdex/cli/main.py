@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.cli import store_commands
+from perpdex.cli.sim_commands import bench_sim, sim_app
 from perpdex.core.errors import PerpdexError
 from perpdex.store.errors import StoreError
 
@@ -24,6 +25,8 @@ funding_app = typer.Typer(help="Funding on a recorded run: explain its rates, co
                           no_args_is_help=True)
 app.add_typer(funding_app, name="funding")
 store_commands.register(app, bench_app)  # replay, export, query, bench store
+app.add_typer(sim_app, name="sim")
+bench_app.command("sim")(bench_sim)
 console = Console()
 if not console.is_terminal:
     console = Console(width=150)  # piped or captured output: don't squeeze tables into 80 columns
@@ -35,7 +38,8 @@ class CliError(Exception):
 
 @app.command()
 def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for steps.json, events.jsonl, summary.json.")) -> None:
-    """Run a short scripted session on the exchange core and show what margin did to each account."""
+    """A short scripted walkthrough on the exchange core: what cross and isolated margin, stops and a
+    crash do to five accounts, step by step (the full simulation is `perpdex sim run`)."""
     from perpdex.sim.scripted import run_demo
 
     session, summary = run_demo(out)

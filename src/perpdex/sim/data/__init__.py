@@ -1,0 +1,1 @@
+"""Replay data shipped with perpdex (see README.md here for source and license)."""

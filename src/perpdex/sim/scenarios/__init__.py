@@ -1,0 +1,1 @@
+"""Scenario TOML files shipped with perpdex; `perpdex sim list` shows them."""

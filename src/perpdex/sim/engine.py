@@ -24,6 +24,7 @@ from perpdex.config.markets import load_markets
 from perpdex.core.errors import PerpdexError
 from perpdex.core.events import Fill
 from perpdex.core.exchange import Exchange
+from perpdex.store.replay import gc_paused
 from perpdex.core.liquidation import LiquidationsConfig
 from perpdex.core.params import MarketParams, MarketType
 from perpdex.core.state import SubaccountId
@@ -392,7 +393,13 @@ class Simulation:
 
     def run(self, progress: bool = False, console: Console | None = None) -> SimulationResult:
         """Run every step; returns the result (the exchange, the log, the recorder's tables). A
-        simulation runs once: make a new one to run again."""
+        simulation runs once: make a new one to run again. The cyclic garbage collector is paused
+        meanwhile, as for replay (store.replay.gc_paused): the run makes almost no cycles, and the
+        collector's passes over the growing state cost ~10% (apply bench: 40.1k -> 44.4k tx/s)."""
+        with gc_paused():
+            return self._run(progress, console)
+
+    def _run(self, progress: bool, console: Console | None) -> SimulationResult:
         if self.exchange.tx_count:
             raise RuntimeError("this simulation has already run; create a new Simulation to run again")
         scenario, grid, exchange, recorder = self.scenario, self.grid, self.exchange, self.recorder

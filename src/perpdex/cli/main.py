@@ -24,6 +24,8 @@ app.add_typer(bench_app, name="bench")
 funding_app = typer.Typer(help="Funding on a recorded run: explain its rates, compare the venues' models.",
                           no_args_is_help=True)
 app.add_typer(funding_app, name="funding")
+liquidation_app = typer.Typer(help="The loss-waterfall lab: liquidation policies side by side.", no_args_is_help=True)
+app.add_typer(liquidation_app, name="liquidation")
 store_commands.register(app, bench_app)  # replay, export, query, bench store
 app.add_typer(sim_app, name="sim")
 bench_app.command("sim")(bench_sim)
@@ -165,6 +167,33 @@ def funding_compare(log: Path = typer.Argument(..., help="A run's transaction lo
                       f"{o.rate_volatility_ppm:,.1f}", str(o.cap_hits), str(o.rejected_txs))
     console.print(table)
     console.print(f"results: {out.resolve()}/ (compare.json, rates.png)")
+
+
+@liquidation_app.command("compare")
+def liquidation_compare(log: Path = typer.Argument(..., help="A (stressed) run's transaction log."),
+                        out: Path = typer.Option(Path("out/liquidation-compare"), help="Folder for compare.json.")
+                        ) -> None:
+    """Replay one run under each liquidation policy (dYdX v4, Hyperliquid-style) and show who paid."""
+    from dataclasses import asdict
+
+    from perpdex.lab.liquidation_compare import compare
+
+    outcomes = compare(log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    table = Table(title="liquidation policies on the same order flow", title_justify="left")
+    for column in ("policy", "liquidated $", "accounts", "fund drawdown $", "fund change $", "backstops",
+                   "vault PnL $", "deleveraged $", "ADL accounts", "bad debt $", "ADL loss by class", "rejected"):
+        table.add_column(column, justify="right")
+    for o in outcomes:
+        classes = ", ".join(f"{k} {v:,.0f}" for k, v in o.loss_paid_by_class_usd.items()) or "-"
+        table.add_row(o.policy, f"{o.liquidated_notional_usd:,.0f}", str(o.liquidated_subaccounts),
+                      f"{o.insurance_fund_drawdown_usd:,.0f}", f"{o.insurance_fund_change_usd:+,.0f}",
+                      str(o.backstop_takeovers), f"{o.backstop_vault_pnl_usd:+,.0f}",
+                      f"{o.deleveraged_notional_usd:,.0f}", str(o.deleveraged_accounts), f"{o.bad_debt_usd:,.0f}",
+                      classes, str(o.rejected_txs))
+    console.print(table)
+    console.print(f"results: {out.resolve()}/compare.json")
 
 
 def _report(name: str, result: dict, as_json: bool, lines: list[str], ok: bool) -> None:

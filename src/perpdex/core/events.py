@@ -179,6 +179,19 @@ class InsuranceFundChanged(NamedTuple):
     cause_subaccount_id: SubaccountId
 
 
+class BackstopTakeover(NamedTuple):
+    """Hyperliquid-style backstop: a vault took over a subaccount's positions and its remaining
+    collateral (below 2/3 of maintenance); the owner keeps nothing of it."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    vault_subaccount_id: SubaccountId
+    positions: tuple[tuple[str, int], ...]
+    collateral_quote_quantums: int
+    net_collateral_quote_quantums: int
+    maintenance_quote_quantums: int
+
+
 class BadDebt(NamedTuple):
     """Negative net collateral that neither the book, the insurance fund nor deleveraging absorbed."""
 
@@ -201,4 +214,4 @@ class LiquidationStalled(NamedTuple):
 Event = (Deposited | Withdrawn | Transferred | MarginModeSet | OrderAccepted | Fill | OrderFinished
          | FundingRateComputed | FundingPaid
          | OrderRested | OrderTriggered | OraclePriceUpdated | Liquidated | Deleveraged | InsuranceFundChanged
-         | BadDebt | LiquidationStalled)
+         | BackstopTakeover | BadDebt | LiquidationStalled)

@@ -58,6 +58,7 @@ class Exchange:
         self.insurance_fund_quote_quantums = 0
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors per subaccount)
         self.next_funding_observation_ms = 0
+        self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # last partial liquidation (hyperliquid policy)
         self.total_deposited: dict[int, int] = {}
         self.total_withdrawn: dict[int, int] = {}
         self.screen = ExchangeScreen()  # derived from state, for the liquidation step; not in the digest
@@ -114,6 +115,8 @@ class Exchange:
             self.insurance_fund_quote_quantums += plan.insurance_delta_quote_quantums
         if plan.funding_dust_ppm:
             self.funding_dust_ppm += plan.funding_dust_ppm
+        if plan.liquidation_cooldowns:
+            self.liquidation_cooldowns.update(plan.liquidation_cooldowns)
         for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
             market = self.markets[market_id]
             market.funding_index = funding_index
@@ -314,6 +317,7 @@ class Exchange:
                 f"{o.time_in_force.value}:{int(o.reduce_only)}:{o.client_id}:{o.good_til_ts_ms}:"
                 f"{o.condition.value if o.condition else None}:{o.trigger_price_subticks}:"
                 f"{o.status.value}|".encode())
+        put(f"C{sorted((str(sid), ts) for sid, ts in self.liquidation_cooldowns.items())}|".encode())
         for order_id in sorted(self.finished_orders):
             status, filled = self.finished_orders[order_id]
             put(b"F%d:%s:%d|" % (order_id, status.value.encode(), filled))

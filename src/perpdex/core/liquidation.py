@@ -72,6 +72,9 @@ class InsuranceFundInsufficientError(LiquidationError):
 
 
 # --- configuration -------------------------------------------------------------------------
+LIQUIDATION_POLICIES = ("dydx", "hyperliquid")
+
+
 @dataclass(frozen=True, slots=True)
 class LiquidationsConfig:
     """dYdX v4 LiquidationsConfig, flattened; defaults are dydx-mainnet-1 genesis
@@ -95,9 +98,20 @@ class LiquidationsConfig:
     max_insurance_lost_quote_quantums: int = 1_000_000_000_000  # $1,000,000 per subaccount per window
     bankruptcy_adjustment_ppm: int = 1_000_000  # 1x
     spread_to_maintenance_margin_ratio_ppm: int = 1_500_000  # max spread = 1.5 x position MMR
+    # Which venue's waterfall runs (the loss-waterfall lab compares them on one order flow):
+    # "dydx" (above), or "hyperliquid": market orders on the book in partial steps with a cooldown,
+    # a backstop vault taking over below 2/3 of maintenance, then auto-deleveraging the vault
+    # (Hyperliquid docs, "Liquidations"; figures below are theirs where they publish them).
+    policy: str = "dydx"
+    partial_step_ppm: int = 200_000  # Hyperliquid: 20% of a large position per step
+    partial_above_notional_quote_quantums: int = 100_000_000_000  # positions over $100k go in steps
+    partial_cooldown_ms: int = 30_000  # between partial steps of one subaccount
+    backstop_equity_ppm: int = 666_667  # backstop vault takes over when NC < 2/3 x MMR
+    market_order_slippage_ppm: int = 100_000  # the liquidation market order's worst price: oracle -/+ 10%
 
     def validate(self) -> None:
-        """(C) LiquidationsConfig.Validate, in its order; raises ParamsError naming the field.
+        """(C) LiquidationsConfig.Validate, in its order, then the policy's own fields; raises
+        ParamsError naming the field.
 
         dYdX's fields are unsigned, so a negative value is rejected here too; the minimum
         position notional is otherwise not validated, as in dYdX.
@@ -120,6 +134,18 @@ class LiquidationsConfig:
             if not ok:
                 raise ParamsError(f"{name} {message}", field=f"liquidations_config.{name}",
                                   value=getattr(self, name))
+        if self.policy not in LIQUIDATION_POLICIES:
+            raise ParamsError(f"policy must be one of {', '.join(LIQUIDATION_POLICIES)}",
+                              field="liquidations_config.policy", value=self.policy)
+        for name, low, high in (("partial_step_ppm", 1, 1_000_000), ("backstop_equity_ppm", 0, 1_000_000),
+                                ("market_order_slippage_ppm", 1, 999_999)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ParamsError(f"{name} must be within [{low}, {high}]", field=f"liquidations_config.{name}",
+                                  value=value)
+        if self.partial_cooldown_ms < 0 or self.partial_above_notional_quote_quantums < 0:
+            raise ParamsError("cooldown and partial threshold must not be negative",
+                              field="liquidations_config.partial_cooldown_ms", value=self.partial_cooldown_ms)
 
 
 @dataclass(frozen=True, slots=True)

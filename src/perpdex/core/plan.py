@@ -23,7 +23,7 @@ class Plan:
     """
 
     __slots__ = ("subaccounts", "events", "fees_delta_quote_quantums", "insurance_delta_quote_quantums",
-                 "funding_dust_ppm", "funding_updates",
+                 "funding_dust_ppm", "funding_updates", "liquidation_cooldowns",
                  "deposited_delta", "withdrawn_delta",
                  "open_interest", "oracle_prices", "maker_fills", "finished", "placed", "placed_status",
                  "placed_remaining", "placed_rests")
@@ -35,6 +35,7 @@ class Plan:
         self.insurance_delta_quote_quantums = 0
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors), ppm
         self.funding_updates: list[tuple[str, int, object, int]] = []  # (market, index, model state, start ts)
+        self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # partial-liquidation times (hyperliquid policy)
         self.deposited_delta: dict[int, int] = {}
         self.withdrawn_delta: dict[int, int] = {}
         self.open_interest: dict[str, int] = {}

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perpdex.core.events import (
-    BadDebt, Deleveraged, Event, Fill, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
+    BackstopTakeover, BadDebt, Deleveraged, Event, Fill, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
 )
 from perpdex.core.handlers.common import require_subaccount, settled
+from perpdex.core.handlers.place_order import slippage_limit_subticks
 from perpdex.core.liquidation import (
     NO_LIQUIDATIONS, LiquidationError, LiquidationsConfig, SubaccountLiquidationInfo,
     bankruptcy_price_quote_quantums, bankruptcy_price_subticks, can_deleverage, check_fill_against_subaccount_block_limits,
@@ -22,11 +23,12 @@ from perpdex.core.margin import (
 )
 from perpdex.core.orders import CancelReason, OrderStatus
 from perpdex.core.plan import Plan
+from perpdex.core.state import Subaccount, SubaccountId
 from perpdex.core.units import PPM
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
-    from perpdex.core.state import MarketState, Subaccount, SubaccountId
+    from perpdex.core.state import MarketState
     from perpdex.core.tx import Liquidate
 
 LIQUIDATION_ORDER_ID = 0  # liquidation orders never rest, so they take no id in the order table
@@ -69,8 +71,15 @@ def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
 
 
 def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
-    """Liquidate one subaccount until it stands at or above maintenance, in windows (each one the
-    dYdX per-block limits apply to); a window that changes nothing ends it."""
+    """Liquidate one subaccount under the exchange's policy (`LiquidationsConfig.policy`)."""
+    if ex.liquidations_config.policy == "hyperliquid":
+        return _liquidate_hyperliquid(ex, subaccount_id, ts_ms)
+    return _liquidate_dydx(ex, subaccount_id, ts_ms)
+
+
+def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
+    """dYdX v4: liquidate until the subaccount stands at or above maintenance, in windows (each one
+    the per-block limits apply to); a window that changes nothing ends it."""
     events: list[Event] = []
     config = ex.liquidations_config
     for _ in range(MAX_WINDOWS_PER_STEP):
@@ -103,6 +112,92 @@ def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) 
     return events
 
 
+BACKSTOP_VAULT = SubaccountId("backstop-vault")  # Hyperliquid's liquidator vault (HLP), as a subaccount
+
+
+def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
+    """Hyperliquid-style (docs "Liquidations"): below 2/3 of maintenance a backstop vault takes the
+    positions and the margin; otherwise each position is reduced by a market order on the book,
+    in 20% steps for positions over $100k, then a cooldown before the next step. No liquidation
+    fee (the margin left stays with the user) and no fund payments: a fill below bankruptcy stops
+    the step and leaves it to the backstop.
+    An underwater vault is auto-deleveraged (ranked as `deleveraging_order` ranks)."""
+    events: list[Event] = []
+    config = ex.liquidations_config
+    risk = _risk(ex, subaccount_id)
+    if not risk.is_liquidatable():
+        return events
+    if risk.net_collateral * PPM < risk.maintenance_requirement * config.backstop_equity_ppm:
+        _backstop(ex, subaccount_id, risk, ts_ms, events)
+        return events
+    last = ex.liquidation_cooldowns.get(subaccount_id)
+    if last is not None and ts_ms - last < config.partial_cooldown_ms:
+        events.append(LiquidationStalled(ts_ms, subaccount_id, "", "partial liquidation cooldown"))
+        return events
+    for market_id in sorted(ex.subaccounts[subaccount_id].positions):
+        subaccount = ex.subaccounts[subaccount_id]
+        position = subaccount.positions.get(market_id)
+        if not position:
+            continue
+        market = ex.markets[market_id]
+        params = market.params
+        step = params.step_base_quantums
+        notional = abs(notional_quote_quantums(position, market.oracle_price_subticks,
+                                               market.quantum_conversion_divisor))
+        size = abs(position)
+        if notional > config.partial_above_notional_quote_quantums:
+            size = max(step, size * config.partial_step_ppm // PPM // step * step)  # floor: to a step
+        is_buy = position < 0
+        limit = slippage_limit_subticks(market.oracle_price_subticks, is_buy, config.market_order_slippage_ppm,
+                                        params.subticks_per_tick)
+        filled, _ = _liquidate_position(ex, subaccount, market_id, _risk(ex, subaccount_id), NO_LIQUIDATIONS,
+                                        config, ts_ms, events, order=(size if is_buy else -size, limit),
+                                        fund_may_pay=False, fee_cap_ppm=0)
+        if not filled:
+            events.append(LiquidationStalled(ts_ms, subaccount_id, market_id, "no liquidity above bankruptcy"))
+        if not _risk(ex, subaccount_id).is_liquidatable():
+            break
+    step_plan = Plan()
+    step_plan.liquidation_cooldowns[subaccount_id] = ts_ms
+    ex.commit_step(step_plan)
+    risk = _risk(ex, subaccount_id)
+    if risk.is_liquidatable() and risk.net_collateral * PPM < risk.maintenance_requirement * config.backstop_equity_ppm:
+        _backstop(ex, subaccount_id, risk, ts_ms, events)
+    return events
+
+
+def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int, events: list[Event]) -> None:
+    """The vault takes every position and the remaining collateral as they are (no trade, no
+    price); if that leaves the vault below zero net collateral, its positions are deleveraged."""
+    step = Plan()
+    source = settled(ex, ex.subaccounts[subaccount_id], step, ts_ms).copy()
+    stored_vault = ex.subaccounts.get(BACKSTOP_VAULT)
+    vault = settled(ex, stored_vault, step, ts_ms).copy() if stored_vault is not None else Subaccount(BACKSTOP_VAULT)
+    moved = tuple(sorted(source.positions.items()))
+    for market_id, size in moved:
+        market = ex.markets[market_id]
+        before = vault.positions.get(market_id, 0)
+        vault.set_position(market_id, before + size, market.funding_index)
+        source.set_position(market_id, 0, market.funding_index)
+        open_interest = step.open_interest.get(market_id, market.open_interest_base_quantums)
+        step.open_interest[market_id] = open_interest + max(before + size, 0) - max(before, 0) - max(size, 0)
+    collateral = source.usdc_quote_quantums
+    vault.add_usdc(collateral)
+    source.add_usdc(-collateral)
+    step.subaccounts[subaccount_id] = source
+    step.subaccounts[BACKSTOP_VAULT] = vault
+    step.events.append(BackstopTakeover(ts_ms, subaccount_id, BACKSTOP_VAULT, moved, collateral,
+                                        risk.net_collateral, risk.maintenance_requirement))
+    ex.commit_step(step)
+    events.extend(step.events)
+    if _risk(ex, BACKSTOP_VAULT).net_collateral < 0:
+        _STEP_HOLDERS.clear()
+        for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
+            if _risk(ex, BACKSTOP_VAULT).net_collateral >= 0:
+                break
+            _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
+
+
 def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
     """Risk with unsettled funding included (a settled view; nothing is written)."""
     view = settled(ex, ex.subaccounts[subaccount_id])
@@ -111,24 +206,32 @@ def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
 
 def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, risk: Risk,
                         info: SubaccountLiquidationInfo, config: LiquidationsConfig, ts_ms: int,
-                        events: list[Event]) -> tuple[int, SubaccountLiquidationInfo]:
-    """Match one liquidation order (IOC at the fillable price) and commit it; returns the size
-    filled and the window info after it. Fills follow dYdX v4 ProcessSingleMatch for
-    liquidations: no taker fee, maker fee never a rebate, the insurance fund delta per fill."""
+                        events: list[Event], *, order: tuple[int, int] | None = None,
+                        fund_may_pay: bool = True, fee_cap_ppm: int | None = None
+                        ) -> tuple[int, SubaccountLiquidationInfo]:
+    """Match one liquidation order and commit it; returns the size filled and the window info after it.
+
+    dYdX v4 (default): size from the window limits, IOC at the fillable price; fills follow
+    ProcessSingleMatch for liquidations: no taker fee, maker fee never a rebate, the insurance fund
+    delta per fill. Another policy passes its own `order` (delta, limit price), its fee cap, and
+    whether the fund may cover fills below bankruptcy (if not, matching stops there)."""
     market = ex.markets[market_id]
     params = market.params
     oracle = market.oracle_price_subticks
     position = subaccount.positions[market_id]
-    try:
-        delta = liquidatable_position_size_delta(position, params=params, oracle_price_subticks=oracle,
-                                                 config=config, info=info)
-    except LiquidationError:
-        return 0, info
-    fillable = fillable_price(position, delta, params=params, oracle_price_subticks=oracle, account_risk=risk,
-                              config=config)
-    limit = fillable_price_to_subticks(fillable, is_liquidating_long=position > 0,
-                                       quantum_conversion_exponent=params.quantum_conversion_exponent,
-                                       subticks_per_tick=params.subticks_per_tick)
+    if order is not None:
+        delta, limit = order
+    else:
+        try:
+            delta = liquidatable_position_size_delta(position, params=params, oracle_price_subticks=oracle,
+                                                     config=config, info=info)
+        except LiquidationError:
+            return 0, info
+        fillable = fillable_price(position, delta, params=params, oracle_price_subticks=oracle, account_risk=risk,
+                                  config=config)
+        limit = fillable_price_to_subticks(fillable, is_liquidating_long=position > 0,
+                                           quantum_conversion_exponent=params.quantum_conversion_exponent,
+                                           subticks_per_tick=params.subticks_per_tick)
     is_buy = delta > 0
     sign = 1 if is_buy else -1
     divisor = market.quantum_conversion_divisor
@@ -158,9 +261,10 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
         insurance = insurance_fund_delta(is_buy=is_buy, fill_base_quantums=quantity, fill_price_subticks=price,
                                          quantum_conversion_exponent=params.quantum_conversion_exponent,
                                          bankruptcy_quote_quantums=bankruptcy,
-                                         max_liquidation_fee_ppm=config.max_liquidation_fee_ppm)
-        if not is_valid_insurance_fund_delta(fund, insurance):
-            break  # dYdX: the fund cannot cover it; deleveraging takes over if nothing filled
+                                         max_liquidation_fee_ppm=(config.max_liquidation_fee_ppm if fee_cap_ppm is None
+                                                                  else fee_cap_ppm))
+        if not is_valid_insurance_fund_delta(fund, insurance) or (insurance < 0 and not fund_may_pay):
+            break  # the fund cannot (or, by policy, does not) cover it: deleveraging or a backstop next
         notional_at_oracle = abs(notional_quote_quantums(quantity, oracle, divisor))
         try:
             check_fill_against_subaccount_block_limits(info, market_id, notional_at_oracle, insurance, config)

@@ -133,16 +133,20 @@ def _check_margin_mode(subaccount: Subaccount, market: MarketState) -> None:
 
 
 def market_order_limit(market: MarketState, is_buy: bool) -> int:
-    """Worst price of a market order without one: oracle +/- slippage, rounded to a tick toward
-    the oracle so the trader never pays beyond the stated slippage."""
-    params = market.params
-    tick = params.subticks_per_tick
-    oracle = market.oracle_price_subticks
+    """Worst price of a market order without one: oracle +/- the market's slippage."""
+    return slippage_limit_subticks(market.oracle_price_subticks, is_buy, market.params.market_order_slippage_ppm,
+                                   market.params.subticks_per_tick)
+
+
+def slippage_limit_subticks(oracle_price_subticks: int, is_buy: bool, slippage_ppm: int, subticks_per_tick: int) -> int:
+    """oracle x (1 +/- slippage) on the tick grid, rounded toward the oracle so the order never
+    goes beyond the stated slippage (at least one tick)."""
+    tick = subticks_per_tick
     if is_buy:
-        bound = oracle * (PPM + params.market_order_slippage_ppm) // PPM  # floor: toward oracle
-        return max(tick, bound // tick * tick)
-    bound = -((-oracle * (PPM - params.market_order_slippage_ppm)) // PPM)  # ceil: toward oracle
-    return max(tick, -((-bound) // tick) * tick)
+        bound = oracle_price_subticks * (PPM + slippage_ppm) // PPM  # floor: toward oracle
+        return max(tick, bound // tick * tick)  # floor to a tick: toward oracle
+    bound = -((-oracle_price_subticks * (PPM - slippage_ppm)) // PPM)  # ceil: toward oracle
+    return max(tick, -((-bound) // tick) * tick)  # ceil to a tick: toward oracle
 
 
 def _with_position(rest: tuple, usdc: int, size: int, market: MarketState, initial_margin_ppm: int) -> Risk:

@@ -1,0 +1,94 @@
+"""The loss-waterfall lab: one recorded order flow replayed under each liquidation policy, and who
+ends up paying for it (book, insurance fund, backstop vault, deleveraged accounts, bad debt)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from perpdex.core.errors import PerpdexError
+from perpdex.core.events import BackstopTakeover, BadDebt, Deleveraged, InsuranceFundChanged, Liquidated
+from perpdex.core.exchange import Exchange
+from perpdex.core.handlers.liquidate import BACKSTOP_VAULT
+from perpdex.core.liquidation import LIQUIDATION_POLICIES, LiquidationsConfig
+from perpdex.core.units import QUOTE
+from perpdex.store import open_log
+
+
+def account_class(owner: str) -> str:
+    """The class of an account from its owner name: `noise-00012` -> `noise`."""
+    return re.sub(r"[-_]?\d+$", "", owner) or owner
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    policy: str
+    liquidated_notional_usd: float
+    liquidated_subaccounts: int
+    insurance_fund_drawdown_usd: float  # from its start to its lowest point
+    insurance_fund_change_usd: float
+    backstop_takeovers: int
+    backstop_vault_pnl_usd: float  # the vault's net collateral at the end (what it gained or lost)
+    deleveraged_notional_usd: float
+    deleveraged_accounts: int
+    bad_debt_usd: float
+    loss_paid_by_class_usd: dict  # deleveraging losses vs the index, by account class
+    rejected_txs: int
+
+
+def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICIES) -> list[PolicyOutcome]:
+    """Replay the log's transactions under each policy (its other liquidation parameters kept). The
+    flow is fixed, so the difference is the mechanism alone (agents do not react)."""
+    with open_log(log_path) as log:
+        markets, kwargs = log.markets(), log.exchange_kwargs()
+        txs = [tx for _, tx in log.records()]
+    base = kwargs.pop("liquidations_config", None) or LiquidationsConfig()
+    outcomes = []
+    for policy in policies:
+        exchange = Exchange(markets, replace(base, policy=policy), **kwargs)
+        start_fund = exchange.insurance_fund_quote_quantums
+        lowest_fund = start_fund
+        notional = 0
+        liquidated: set = set()
+        takeovers = rejected = 0
+        deleveraged_usd = 0.0
+        deleveraged_accounts: set = set()
+        bad_debt: dict = {}
+        paid_by_class: dict[str, float] = {}
+        for tx in txs:
+            try:
+                events = exchange.apply(tx)
+            except PerpdexError:
+                rejected += 1
+                continue
+            for event in events:
+                kind = type(event)
+                if kind is Liquidated:
+                    params = exchange.markets[event.market_id].params
+                    notional += abs(event.size_base_quantums) * event.fill_price_subticks // 10 ** -params.quantum_conversion_exponent
+                    liquidated.add(event.subaccount_id)
+                elif kind is InsuranceFundChanged:
+                    lowest_fund = min(lowest_fund, event.balance_quote_quantums)
+                elif kind is BackstopTakeover:
+                    takeovers += 1
+                elif kind is Deleveraged:
+                    deleveraged_usd += abs(event.quote_quantums) / QUOTE
+                    deleveraged_accounts.add(event.offsetting_subaccount_id)
+                    market = exchange.markets[event.market_id]
+                    at_index = (-event.size_base_quantums * market.oracle_price_subticks
+                                // market.quantum_conversion_divisor)
+                    # what the offsetting side received (-quote) vs the position's value at the index
+                    loss = (at_index - (-event.quote_quantums)) / QUOTE
+                    owner = account_class(event.offsetting_subaccount_id.owner)
+                    paid_by_class[owner] = paid_by_class.get(owner, 0.0) + abs(loss)
+                elif kind is BadDebt:
+                    bad_debt[event.subaccount_id] = event.amount_quote_quantums
+        vault = exchange.subaccounts.get(BACKSTOP_VAULT)
+        vault_pnl = exchange.risk(BACKSTOP_VAULT).net_collateral / QUOTE if vault is not None else 0.0
+        outcomes.append(PolicyOutcome(
+            policy, notional / QUOTE, len(liquidated), (start_fund - lowest_fund) / QUOTE,
+            (exchange.insurance_fund_quote_quantums - start_fund) / QUOTE, takeovers, vault_pnl,
+            deleveraged_usd, len(deleveraged_accounts), sum(bad_debt.values()) / QUOTE,
+            dict(sorted(paid_by_class.items())), rejected))
+    return outcomes

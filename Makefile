@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(VENV)/bin/perpdex bench liquidation
 	$(VENV)/bin/perpdex bench store
 	$(VENV)/bin/perpdex bench sim
+	$(VENV)/bin/perpdex bench rollup
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -20,7 +20,9 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
                                      ["bench"], ["bench", "book"], ["bench", "apply"], ["bench", "margin"],
                                      ["bench", "liquidation"], ["bench", "store"], ["bench", "sim"], ["sim"],
                                      ["sim", "run"], ["sim", "list"], ["funding"], ["funding", "explain"],
-                                     ["funding", "compare"], ["liquidation"], ["liquidation", "compare"]],
+                                     ["funding", "compare"], ["liquidation"], ["liquidation", "compare"],
+                                     ["rollup"], ["rollup", "verify"], ["rollup", "exit"], ["rollup", "escape-drill"],
+                                     ["bench", "rollup"]],
                          ids=lambda c: " ".join(c) or "top level")
 def test_every_command_has_help(command):
     result = run(*command, "--help")

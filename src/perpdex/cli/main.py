@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from perpdex.cli import store_commands
+from perpdex.cli import rollup_commands, store_commands
 from perpdex.cli.sim_commands import bench_sim, sim_app
 from perpdex.core.errors import PerpdexError
 from perpdex.store.errors import StoreError
@@ -27,6 +27,7 @@ app.add_typer(funding_app, name="funding")
 liquidation_app = typer.Typer(help="The loss-waterfall lab: liquidation policies side by side.", no_args_is_help=True)
 app.add_typer(liquidation_app, name="liquidation")
 store_commands.register(app, bench_app)  # replay, export, query, bench store
+rollup_commands.register(app, bench_app)  # rollup verify|exit|escape-drill, bench rollup
 app.add_typer(sim_app, name="sim")
 bench_app.command("sim")(bench_sim)
 console = Console()

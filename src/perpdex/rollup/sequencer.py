@@ -1,0 +1,276 @@
+"""The sequencer: orders transactions, applies each to the exchange through a `TxStore` (the durable store or a
+list), checks signatures and nonces, serves L1 forced requests, and closes a batch every N txs or T ms.
+
+    sequencer = Sequencer(MemoryTxStore(Exchange(markets)), StateTree(make_backend()), BatchPolicy(10_000, None))
+    sequencer.submit(tx)                          # events, or the PerpdexError that rejected it
+    batch = sequencer.close_batch()               # also closes by itself by count or transaction time
+
+Closing by time uses transaction time (`ts_ms`): a transaction at or after `opened + max_age_ms` first closes
+the open batch, so a batch never spans more than T ms of transaction time. The time is an input, as in the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from perpdex.core.errors import PerpdexError
+from perpdex.core.events import Event, Fill
+from perpdex.core.orders import Side, TimeInForce
+from perpdex.core.state import SubaccountId
+from perpdex.core.tx import PlaceOrder, Withdraw
+from perpdex.rollup.batch import (
+    Batch,
+    BatchPolicy,
+    BatchStore,
+    ForcedResolution,
+    MemoryBatchStore,
+    SignedEntry,
+    TxStore,
+)
+from perpdex.rollup.signatures import (
+    ReplayedNonceError,
+    SignatureError,
+    SignedEnvelope,
+    check_envelope,
+)
+from perpdex.rollup.tree import StateTree
+
+
+class ForcedWithdrawalRequest(NamedTuple):
+    """An L1 forced withdrawal (StarkEx ForcedWithdrawals.forcedWithdrawalRequest)."""
+
+    request_id: int
+    subaccount_id: SubaccountId
+    amount_quantums: int
+    requested_ts_ms: int
+
+
+class ForcedTradeRequest(NamedTuple):
+    """An L1 forced trade both parties agreed to: `buyer` buys `size_base_quantums` of `market_id` from `seller`
+    at `price_subticks` (StarkEx ForcedTrades.forcedTradeRequest)."""
+
+    request_id: int
+    buyer: SubaccountId
+    seller: SubaccountId
+    market_id: str
+    size_base_quantums: int
+    price_subticks: int
+    requested_ts_ms: int
+
+
+class NonceRegistry:
+    """(public key, nonce) pairs already used by accepted signed transactions (StarkEx keeps fulfilled orders in
+    its orders tree for the same reason: a signed message executes once)."""
+
+    def __init__(self) -> None:
+        self.used: set[tuple[int, int, str]] = set()
+
+    @staticmethod
+    def key(envelope: SignedEnvelope) -> tuple[int, int, str]:
+        return envelope.public_key, envelope.nonce, type(envelope.message).__name__
+
+    def check(self, envelope: SignedEnvelope) -> None:
+        if self.key(envelope) in self.used:
+            raise ReplayedNonceError("this key already used this nonce", field="nonce", value=envelope.nonce)
+
+    def add(self, envelope: SignedEnvelope) -> None:
+        self.used.add(self.key(envelope))
+
+
+class Sequencer:
+    """Applies transactions in the order it receives them and closes batches (see the module docstring).
+
+    `require_signatures`: every PlaceOrder, Transfer and Withdraw must carry a valid signature (the API's mode);
+    otherwise signatures are checked when given (trusted simulation agents may omit them).
+    `on_batch` is called with each closed batch (the prover pipeline hooks in there).
+    """
+
+    def __init__(self, store: TxStore, tree: StateTree, policy: BatchPolicy | None = None, *,
+                 batches: BatchStore | None = None, require_signatures: bool = False,
+                 on_batch: Callable[[Batch], None] | None = None) -> None:
+        policy = policy or BatchPolicy()
+        if policy.max_txs < 1 or (policy.max_age_ms is not None and policy.max_age_ms < 1):
+            raise ValueError("a batch policy needs max_txs >= 1 and max_age_ms >= 1 (or None)")
+        self.store = store
+        self.tree = tree
+        self.policy = policy
+        self.batches = batches if batches is not None else MemoryBatchStore()
+        self.require_signatures = require_signatures
+        self.on_batch = on_batch
+        self.nonces = NonceRegistry()
+        self.batch_count = 0
+        self.last_batch: Batch | None = None
+        self._reset_open(store.last_seq + 1)
+        self.rejected = 0
+
+    @property
+    def exchange(self):
+        return self.store.exchange
+
+    @property
+    def root(self) -> int:
+        return self.tree.root
+
+    def _reset_open(self, first_seq: int) -> None:
+        self._txs: list[Any] = []
+        self._signatures: list[SignedEntry] = []
+        self._forced: list[ForcedResolution] = []
+        self._first_seq = first_seq
+        self._opened_ts_ms: int | None = None
+        self._last_ts_ms = 0
+        self._trades = 0
+
+    @property
+    def open_count(self) -> int:
+        return len(self._txs)
+
+    # --- transactions ---------------------------------------------------------------------------
+    def submit(self, tx: Any, signature: SignedEnvelope | None = None) -> list[Event]:
+        """Apply one transaction (closing the open batch first if its time is up); returns its events or
+        raises its PerpdexError (SignatureError, ReplayedNonceError, or the core's), changing nothing."""
+        self._maybe_close_by_time(tx.ts_ms)
+        if signature is None:
+            if self.require_signatures and type(tx).__name__ in ("PlaceOrder", "Transfer", "Withdraw"):
+                self.rejected += 1
+                raise SignatureError(f"{type(tx).__name__} needs a signature", field="signature", value=None)
+        else:
+            try:
+                self.nonces.check(signature)
+                check_envelope(tx, signature, self.tree.position_ids.get, self._qce)
+            except PerpdexError:
+                self.rejected += 1
+                raise
+        try:
+            events = self.store.apply(tx)
+        except PerpdexError:
+            self.rejected += 1
+            raise
+        if signature is not None:
+            self.nonces.add(signature)
+            self._signatures.append(SignedEntry(len(self._txs), signature))
+        self._record(tx, events)
+        if len(self._txs) >= self.policy.max_txs:
+            self.close_batch()
+        return events
+
+    def _qce(self, market_id: str) -> int:
+        return self.exchange.market(market_id).params.quantum_conversion_exponent
+
+    def _record(self, tx: Any, events: list[Event]) -> None:
+        if self._opened_ts_ms is None:
+            self._opened_ts_ms = tx.ts_ms
+        self._last_ts_ms = tx.ts_ms
+        self._txs.append(tx)
+        self._trades += sum(1 for event in events if type(event) is Fill)
+
+    def _maybe_close_by_time(self, ts_ms: int) -> None:
+        age = self.policy.max_age_ms
+        if age is not None and self._opened_ts_ms is not None and ts_ms >= self._opened_ts_ms + age:
+            self.close_batch(closed_ts_ms=self._opened_ts_ms + age)
+
+    def tick(self, now_ms: int) -> Batch | None:
+        """Close the open batch if its time is up at `now_ms` (transaction time), without a new transaction."""
+        age = self.policy.max_age_ms
+        if age is not None and self._opened_ts_ms is not None and now_ms >= self._opened_ts_ms + age:
+            return self.close_batch(closed_ts_ms=self._opened_ts_ms + age)
+        return None
+
+    # --- forced requests ---------------------------------------------------------------------------
+    def serve_forced_withdrawal(self, request: ForcedWithdrawalRequest, ts_ms: int) -> ForcedResolution:
+        """Include an L1 forced withdrawal: applied as a Withdraw, or recorded as rejected (not enough free
+        collateral, unknown subaccount) with the rejected transaction, so the verifier can re-check the rejection.
+        Either way the request is served once the batch is accepted."""
+        self._maybe_close_by_time(ts_ms)
+        tx = Withdraw(ts_ms, request.subaccount_id, request.amount_quantums)
+        index = len(self._txs)
+        try:
+            events = self.store.apply(tx)
+        except PerpdexError as error:
+            resolution = ForcedResolution(request.request_id, False, (index,), error.code, tx,
+                                          forced_action(request))
+        else:
+            self._record(tx, events)
+            resolution = ForcedResolution(request.request_id, True, (index,), action=forced_action(request))
+        self._forced.append(resolution)
+        return resolution
+
+    def serve_forced_trade(self, request: ForcedTradeRequest, ts_ms: int) -> ForcedResolution | None:
+        """Execute an L1 forced trade: the seller's post-only order rests at the agreed price, then the buyer's
+        fill-or-kill order at that price takes it. Served (applied) when the buyer fills entirely against the
+        seller at that price; rejected when the core refuses either order (margin, ...). Returns None when the
+        book got in the way (another maker filled the buyer first): the orders stand as ordinary transactions
+        and the request stays pending on L1 (perpdex's core has no targeted match; see the module notes)."""
+        self._maybe_close_by_time(ts_ms)
+        size, price = request.size_base_quantums, request.price_subticks
+        maker = PlaceOrder(ts_ms, request.seller, request.market_id, Side.SELL, size, price,
+                           time_in_force=TimeInForce.POST_ONLY)
+        taker = PlaceOrder(ts_ms, request.buyer, request.market_id, Side.BUY, size, price,
+                           time_in_force=TimeInForce.FOK)
+        index = len(self._txs)
+        applied: list[int] = []
+        taker_events: list[Event] = []
+        for tx in (maker, taker):
+            try:
+                events = self.store.apply(tx)
+            except PerpdexError as error:
+                resolution = ForcedResolution(request.request_id, False, (index + len(applied),), error.code, tx,
+                                              forced_action(request))
+                self._forced.append(resolution)
+                return resolution
+            self._record(tx, events)
+            applied.append(index + len(applied))
+            taker_events = events
+        if not forced_trade_filled(request, taker_events):
+            return None
+        resolution = ForcedResolution(request.request_id, True, tuple(applied), action=forced_action(request))
+        self._forced.append(resolution)
+        return resolution
+
+    # --- batches -------------------------------------------------------------------------------
+    def close_batch(self, closed_ts_ms: int | None = None) -> Batch | None:
+        """Commit the state, record the batch, hand it to `on_batch`; None when nothing is open."""
+        if not self._txs and not self._forced:
+            return None
+        prev_root = self.tree.root
+        commitment = self.tree.commit(self.exchange)
+        txs = tuple(self._txs)
+        batch = Batch(
+            batch_id=self.batch_count, first_seq=self._first_seq, last_seq=self.store.last_seq, txs=txs,
+            signatures=tuple(self._signatures), forced=tuple(self._forced), prev_root=prev_root,
+            root=commitment.root, positions_root=commitment.positions_root,
+            global_fields=commitment.global_state.fields(), changed=commitment.changed,
+            new_positions=commitment.new_positions, liabilities_root=commitment.liabilities_root,
+            opened_ts_ms=self._opened_ts_ms if self._opened_ts_ms is not None else self._last_ts_ms,
+            closed_ts_ms=closed_ts_ms if closed_ts_ms is not None else self._last_ts_ms,
+            n_trades=self._trades, nodes_rehashed=commitment.nodes_rehashed, leaf_hashes=commitment.leaf_hashes,
+            root_update_s=commitment.root_update_s, liabilities_s=commitment.liabilities_s,
+            backend=self.tree.backend.name, height=self.tree.height,
+        )
+        self.batches.append(batch)
+        self.batch_count += 1
+        self.last_batch = batch
+        self._reset_open(self.store.last_seq + 1)
+        if self.on_batch is not None:
+            self.on_batch(batch)
+        return batch
+
+    def flush(self) -> Batch | None:
+        return self.close_batch()
+
+
+def forced_trade_filled(request: ForcedTradeRequest, taker_events: list[Event]) -> bool:
+    """The buyer's order filled the whole size against the seller at the agreed price."""
+    fills = [e for e in taker_events if type(e) is Fill]
+    return (sum(f.size_base_quantums for f in fills) == request.size_base_quantums
+            and all(f.maker_subaccount_id == request.seller and f.taker_subaccount_id == request.buyer
+                    and f.price_subticks == request.price_subticks for f in fills))
+
+
+def forced_action(request: ForcedWithdrawalRequest | ForcedTradeRequest) -> tuple:
+    """A forced request's parameters as plain values (what the L1 contract stores and a batch echoes)."""
+    if isinstance(request, ForcedWithdrawalRequest):
+        sid = request.subaccount_id
+        return ("withdrawal", sid.owner, sid.number, request.amount_quantums)
+    return ("trade", request.buyer.owner, request.buyer.number, request.seller.owner, request.seller.number,
+            request.market_id, request.size_base_quantums, request.price_subticks)

@@ -142,3 +142,14 @@ def test_lagged_funding_sees_the_book_as_of_the_lag():
     assert 0 < late[0].premium_ppm < now[0].premium_ppm
     assert abs(late[0].premium_ppm - now[0].premium_ppm // 2) <= 20
     check_invariants(lag_ex)
+
+
+def test_predicted_payment_per_position_in_the_account_view():
+    ex, ts = rich_perp()
+    ts = publish_index(ex, ts, 0)
+    ex.apply(FundingTick(ts))  # close the partial first hour
+    ts = publish_index(ex, ts, 3_600_000 - 4_000)
+    predicted = ex.predicted_funding_payments(BOB)
+    # the hour's samples at 999 ppm so far: a 1 BTC long would pay up to $12.48 if it closed now
+    assert 12_000_000 < predicted["BTC-USD"] <= 12_480_000
+    assert ex.predicted_funding_payments(CAROL)["BTC-USD"] == -predicted["BTC-USD"]

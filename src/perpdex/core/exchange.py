@@ -13,7 +13,7 @@ from perpdex.core.errors import (
     UnknownTxTypeError,
 )
 from perpdex.core.events import Event, OrderFinished
-from perpdex.core.funding import FundingRateResult
+from perpdex.core.funding import FundingRateResult, funding_index_delta_from_accrual
 from perpdex.core.margin import Risk, account_risk
 from perpdex.core.orders import TERMINAL_STATUSES, Order, OrderStatus, check_order_transition
 from perpdex.core.params import MarketParams
@@ -24,7 +24,7 @@ from perpdex.core.screen import ExchangeScreen
 from perpdex.core.tx import (
     CancelOrder, Deposit, FundingTick, InsuranceFundDeposit, Liquidate, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
 )
-from perpdex.core.units import MAX_TIMESTAMP_MS
+from perpdex.core.units import MAX_TIMESTAMP_MS, PPM, div_floor
 
 Handler = Callable[["Exchange", Tx], Plan]
 
@@ -264,6 +264,21 @@ class Exchange:
             return None
         result, _ = market.funding_model.rate_for_interval(market.funding_state, self.last_ts_ms)
         return result
+
+    def predicted_funding_payments(self, subaccount_id: SubaccountId) -> dict[str, int]:
+        """Per position, what it would pay (quote quantums; negative: receive) if the open funding
+        interval closed now at the rate so far (`predicted_funding`), at the current oracle price.
+        A forecast for views: settlement itself floors once per subaccount, against the trader."""
+        payments = {}
+        for market_id, size in self.subaccount(subaccount_id).positions.items():
+            market = self.markets[market_id]
+            predicted = self.predicted_funding(market_id)
+            if predicted is None:
+                continue
+            delta = funding_index_delta_from_accrual(predicted.accrual_ppm_ms, market.oracle_price_subticks,
+                                                     market.params.quantum_conversion_exponent)
+            payments[market_id] = -div_floor(-delta * size, PPM)  # ceil of what is paid: a forecast that never flatters
+        return payments
 
     def settled_view(self, subaccount_id: SubaccountId) -> Subaccount:
         """The subaccount as if its funding were settled now (a copy; nothing is written)."""

@@ -153,3 +153,24 @@ def test_predicted_payment_per_position_in_the_account_view():
     # the hour's samples at 999 ppm so far: a 1 BTC long would pay up to $12.48 if it closed now
     assert 12_000_000 < predicted["BTC-USD"] <= 12_480_000
     assert ex.predicted_funding_payments(CAROL)["BTC-USD"] == -predicted["BTC-USD"]
+
+
+def test_oi_imbalance_funding_charges_the_crowded_side_against_the_pool():
+    """GMX-style: with alice as the pool (owner prefix "alice"), bob's and carol's trades against her
+    leave the traders net long, so longs pay; on the whole (always balanced) book the rate is zero."""
+    from perpdex.core.state import SubaccountId
+    pooled = [replace(m, funding_model="oi_imbalance", funding_overrides=(("pool_owner_prefix", "alice"),))
+              for m in load_markets()]
+    ex, ts = rich_perp(pooled)
+    dave = SubaccountId("dave")
+    ex.apply(Deposit(ts, dave, 100_000 * QUOTE))
+    ex.apply(PlaceOrder(ts, dave, "BTC-USD", Side.BUY, btc(1), usd_btc(100_200), time_in_force=TimeInForce.IOC))
+    ts = publish_index(ex, ts, HOUR_MS)  # traders: bob +1, carol -1, dave +1 -> long 2, short 1
+    [rate] = [e for e in ex.apply(FundingTick(ts)) if isinstance(e, FundingRateComputed) and e.market_id == "BTC-USD"]
+    assert rate.funding_model == "oi_imbalance" and rate.funding_rate_8h_ppm > 0
+    balanced = [replace(m, funding_model="oi_imbalance") for m in load_markets()]
+    ex2, ts2 = rich_perp(balanced)
+    ts2 = publish_index(ex2, ts2, HOUR_MS)
+    [flat] = [e for e in ex2.apply(FundingTick(ts2)) if isinstance(e, FundingRateComputed) and e.market_id == "BTC-USD"]
+    assert flat.funding_rate_8h_ppm == 0
+    check_invariants(ex)

@@ -218,7 +218,7 @@ class Exchange:
         next_due = None
         for market in self.markets.values():
             if ts_ms >= market.next_funding_observation_ms:
-                handlers.funding_tick.observe(market, ts_ms)
+                handlers.funding_tick.observe(self, market, ts_ms)
                 cadence = market.funding_observation_ms
                 market.next_funding_observation_ms = ts_ms - ts_ms % cadence + cadence
             due = market.next_funding_observation_ms

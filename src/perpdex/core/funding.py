@@ -871,10 +871,17 @@ class OpenInterestImbalanceFundingParams:
     min_rate_8h_ppm: int = 0
     max_rate_8h_ppm: int = 40_000
     interval_ms: int = HOUR_MS
+    # On an order book every long has a short, so the two sides must be defined: subaccounts whose
+    # owner starts with this prefix are the pool (GMX's liquidity providers, e.g. "maker"); long and
+    # short open interest are the other traders'. Empty: the whole book, which is always balanced.
+    pool_owner_prefix: str = ""
 
     def validate(self, where: str = "funding") -> None:
         _require_positive(where, "interval_ms", self.interval_ms)
         _require_positive(where, "max_rate_8h_ppm", self.max_rate_8h_ppm)
+        if not isinstance(self.pool_owner_prefix, str):
+            raise ParamsError("pool_owner_prefix is an owner-name prefix", field=f"{where}.pool_owner_prefix",
+                              value=self.pool_owner_prefix)
         for name in ("funding_factor_ppm", "increase_ppm_per_hour_at_full_skew", "decrease_ppm_per_hour",
                      "stable_skew_ppm", "decrease_skew_ppm", "min_rate_8h_ppm"):
             if getattr(self, name) < 0:

@@ -107,8 +107,8 @@ class MarketState:
         self.funding_observation_ms = observation_interval_ms(self.funding_model)
         self.next_funding_observation_ms = 0
         self.funding_interval_start_ms = 0
-        # (ts, premium ppm, open interest) observed but not yet fed to a lagged model (funding_lag_ms > 0)
-        self.funding_observations: deque[tuple[int, int, int]] = deque()
+        # (ts, premium ppm, long OI, short OI) observed but not yet fed to a lagged model (funding_lag_ms > 0)
+        self.funding_observations: deque[tuple[int, int, int, int]] = deque()
 
     def refresh_initial_margin(self) -> None:
         """Recompute the OI-scaled initial fraction after the price or open interest changed."""

@@ -47,7 +47,7 @@ def plan(ex: Exchange, tx: FundingTick) -> Plan:
     return result
 
 
-def observe(market: MarketState, ts_ms: int) -> None:
+def observe(ex: Exchange, market: MarketState, ts_ms: int) -> None:
     """Feed the market's model one premium observation of the book against the index (called by
     `Exchange.apply` when a transaction's time crosses the market's observation cadence).
 
@@ -72,18 +72,37 @@ def observe(market: MarketState, ts_ms: int) -> None:
     else:
         premium = premium_ppm_from_impact_prices(impact_price_subticks(bids, notional, divisor),
                                                  impact_price_subticks(asks, notional, divisor), price)
-    open_interest = market.open_interest_base_quantums
+    long_open_interest, short_open_interest = _trader_open_interest(ex, market, model)
     lag = market.params.funding_lag_ms
     if not lag:
-        market.funding_state = model.observe(market.funding_state, ts_ms, premium, long_open_interest=open_interest,
-                                             short_open_interest=open_interest)
+        market.funding_state = model.observe(market.funding_state, ts_ms, premium,
+                                             long_open_interest=long_open_interest,
+                                             short_open_interest=short_open_interest)
         return
     # A delayed view: the model sees what was observed `lag` ago (stamped with its own time), as a
     # venue that computes funding from its last proven state would.
     pending = market.funding_observations
-    pending.append((ts_ms, premium, open_interest))
+    pending.append((ts_ms, premium, long_open_interest, short_open_interest))
     while pending and pending[0][0] <= ts_ms - lag:
-        seen_ms, seen_premium, seen_open_interest = pending.popleft()
+        seen_ms, seen_premium, seen_long, seen_short = pending.popleft()
         market.funding_state = model.observe(market.funding_state, seen_ms, seen_premium,
-                                             long_open_interest=seen_open_interest,
-                                             short_open_interest=seen_open_interest)
+                                             long_open_interest=seen_long, short_open_interest=seen_short)
+
+
+def _trader_open_interest(ex: Exchange, market: MarketState, model) -> tuple[int, int]:
+    """(long, short) open interest in base quantums. The whole book is balanced; a model with a
+    pool (OpenInterestImbalanceFundingParams.pool_owner_prefix) sees only the other traders'."""
+    open_interest = market.open_interest_base_quantums
+    prefix = getattr(getattr(model, "params", None), "pool_owner_prefix", "")
+    if not prefix:
+        return open_interest, open_interest
+    market_id = market.params.market_id
+    pool_long = pool_short = 0
+    for holder in ex.holders[market_id]:
+        if holder.owner.startswith(prefix):
+            size = ex.subaccounts[holder].positions[market_id]
+            if size > 0:
+                pool_long += size
+            else:
+                pool_short -= size
+    return open_interest - pool_long, open_interest - pool_short

@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/perpdex bench store
 	$(VENV)/bin/perpdex bench sim
 	$(VENV)/bin/perpdex bench rollup
+	$(VENV)/bin/perpdex bench risk
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

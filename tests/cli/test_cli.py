@@ -22,7 +22,7 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
                                      ["sim", "run"], ["sim", "list"], ["funding"], ["funding", "explain"],
                                      ["funding", "compare"], ["liquidation"], ["liquidation", "compare"],
                                      ["rollup"], ["rollup", "verify"], ["rollup", "exit"], ["rollup", "escape-drill"],
-                                     ["bench", "rollup"]],
+                                     ["bench", "rollup"], ["risk"], ["risk", "report"], ["bench", "risk"]],
                          ids=lambda c: " ".join(c) or "top level")
 def test_every_command_has_help(command):
     result = run(*command, "--help")

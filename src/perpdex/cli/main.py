@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.cli import rollup_commands, store_commands
+from perpdex.cli.risk_commands import bench_risk, risk_app
 from perpdex.cli.sim_commands import bench_sim, sim_app
 from perpdex.core.errors import PerpdexError
 from perpdex.store.errors import StoreError
@@ -30,6 +31,8 @@ store_commands.register(app, bench_app)  # replay, export, query, bench store
 rollup_commands.register(app, bench_app)  # rollup verify|exit|escape-drill, bench rollup
 app.add_typer(sim_app, name="sim")
 bench_app.command("sim")(bench_sim)
+app.add_typer(risk_app, name="risk")
+bench_app.command("risk")(bench_risk)
 console = Console()
 if not console.is_terminal:
     console = Console(width=150)  # piped or captured output: don't squeeze tables into 80 columns

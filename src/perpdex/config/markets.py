@@ -52,7 +52,8 @@ class MarketsFileModel(_Strict):
     markets: list[MarketModel] = Field(min_length=1)
 
 
-def _field_path(location: tuple) -> str:
+def field_path(location: tuple) -> str:
+    """A pydantic error location as a field path: ("markets", 2, "step") -> "markets[2].step"."""
     out = ""
     for part in location:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -69,7 +70,7 @@ def parse_markets(text: str, source: str = "<markets>") -> list[MarketParams]:
         model = MarketsFileModel.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = _field_path(tuple(first["loc"]))
+        field = field_path(tuple(first["loc"]))
         raise MarketFileError(f"{source}: {field}: {first['msg']}", field=field,
                               value=first.get("input")) from exc
     tiers = {name: LiquidityTier(name=name, **tier.model_dump()) for name, tier in model.liquidity_tiers.items()}

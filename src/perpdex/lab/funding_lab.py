@@ -7,12 +7,12 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from perpdex.core.errors import PerpdexError, UnknownMarketError
+from perpdex.core.errors import UnknownMarketError
 from perpdex.core.events import FundingRateComputed, OraclePriceUpdated
 from perpdex.core.exchange import Exchange
 from perpdex.core.funding import FUNDING_MODELS
 from perpdex.core.units import PPM, QUOTE
-from perpdex.store import open_log
+from perpdex.lab.runs import FlowReplay, load_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +27,10 @@ class FundingInterval:
     one_unit_long_pays_usd: float  # what a long of one whole base unit paid for this interval
 
 
-def _load(log_path: str | Path):
-    with open_log(log_path) as log:
-        return log.markets(), log.exchange_kwargs(), [tx for _, tx in log.records()]
-
-
 def explain(log_path: str | Path, market_id: str, last: int = 8) -> tuple[list[FundingInterval], object]:
     """The market's last `last` funding intervals in a recorded run, and the predicted rate of the
     interval still open at its end (None before any observation)."""
-    markets, kwargs, txs = _load(log_path)
+    markets, kwargs, txs = load_run(log_path)
     params = {m.market_id: m for m in markets}.get(market_id)
     if params is None:
         raise UnknownMarketError(f"{market_id!r} is not a market of this run", field="market_id", value=market_id)
@@ -68,35 +63,30 @@ def compare(log_path: str | Path, models: list[str] | None = None) -> list[Model
     """Replay one recorded order flow under every funding model (all markets switched to it, its
     default parameters) and measure what each did. The flow is fixed: agents do not react to the
     different rates, which isolates the mechanism."""
-    markets, kwargs, txs = _load(log_path)
+    markets, kwargs, txs = load_run(log_path)
     outcomes = []
     for model in models or list(FUNDING_MODELS):
         exchange = Exchange([replace(m, funding_model=model, funding_overrides=()) for m in markets], **kwargs)
         rates: dict[str, list[int]] = {m.market_id: [] for m in markets}
         basis: list[float] = []
         transferred = 0.0
-        cap_hits = rejected = 0
-        for tx in txs:
-            try:
-                events = exchange.apply(tx)
-            except PerpdexError:
-                rejected += 1
-                continue
-            for event in events:
-                if isinstance(event, FundingRateComputed):
-                    rates[event.market_id].append(event.funding_rate_8h_ppm)
-                    cap_hits += event.clamp_hit
-                    open_interest = exchange.markets[event.market_id].open_interest_base_quantums
-                    transferred += abs(event.funding_index_delta) * open_interest / PPM / QUOTE
-                elif isinstance(event, OraclePriceUpdated):
-                    book = exchange.markets[event.market_id].book
-                    bid, ask = book.best_bid(), book.best_ask()
-                    if bid is not None and ask is not None:
-                        basis.append(abs((bid + ask) / 2 - event.price_subticks) / event.price_subticks * 1e4)
+        cap_hits = 0
+        replay = FlowReplay(exchange, txs)
+        for event in replay:
+            if isinstance(event, FundingRateComputed):
+                rates[event.market_id].append(event.funding_rate_8h_ppm)
+                cap_hits += event.clamp_hit
+                open_interest = exchange.markets[event.market_id].open_interest_base_quantums
+                transferred += abs(event.funding_index_delta) * open_interest / PPM / QUOTE
+            elif isinstance(event, OraclePriceUpdated):
+                book = exchange.markets[event.market_id].book
+                bid, ask = book.best_bid(), book.best_ask()
+                if bid is not None and ask is not None:
+                    basis.append(abs((bid + ask) / 2 - event.price_subticks) / event.price_subticks * 1e4)
         all_rates = [rate for series in rates.values() for rate in series]
         outcomes.append(ModelOutcome(
             model, len(all_rates), statistics.fmean(basis) if basis else 0.0, transferred,
-            statistics.pstdev(all_rates) if len(all_rates) > 1 else 0.0, cap_hits, rejected, rates))
+            statistics.pstdev(all_rates) if len(all_rates) > 1 else 0.0, cap_hits, replay.rejected, rates))
     return outcomes
 
 

@@ -7,13 +7,12 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from perpdex.core.errors import PerpdexError
 from perpdex.core.events import BackstopTakeover, BadDebt, Deleveraged, InsuranceFundChanged, Liquidated
 from perpdex.core.exchange import Exchange
 from perpdex.core.handlers.liquidate import BACKSTOP_VAULT
 from perpdex.core.liquidation import LIQUIDATION_POLICIES, LiquidationsConfig
 from perpdex.core.units import QUOTE
-from perpdex.store import open_log
+from perpdex.lab.runs import FlowReplay, load_run
 
 
 def account_class(owner: str) -> str:
@@ -40,9 +39,7 @@ class PolicyOutcome:
 def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICIES) -> list[PolicyOutcome]:
     """Replay the log's transactions under each policy (its other liquidation parameters kept). The
     flow is fixed, so the difference is the mechanism alone (agents do not react)."""
-    with open_log(log_path) as log:
-        markets, kwargs = log.markets(), log.exchange_kwargs()
-        txs = [tx for _, tx in log.records()]
+    markets, kwargs, txs = load_run(log_path)
     base = kwargs.pop("liquidations_config", None) or LiquidationsConfig()
     outcomes = []
     for policy in policies:
@@ -51,44 +48,39 @@ def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICI
         lowest_fund = start_fund
         notional = 0
         liquidated: set = set()
-        takeovers = rejected = 0
+        takeovers = 0
         deleveraged_usd = 0.0
         deleveraged_accounts: set = set()
         bad_debt: dict = {}
         paid_by_class: dict[str, float] = {}
-        for tx in txs:
-            try:
-                events = exchange.apply(tx)
-            except PerpdexError:
-                rejected += 1
-                continue
-            for event in events:
-                kind = type(event)
-                if kind is Liquidated:
-                    params = exchange.markets[event.market_id].params
-                    notional += abs(event.size_base_quantums) * event.fill_price_subticks // 10 ** -params.quantum_conversion_exponent
-                    liquidated.add(event.subaccount_id)
-                elif kind is InsuranceFundChanged:
-                    lowest_fund = min(lowest_fund, event.balance_quote_quantums)
-                elif kind is BackstopTakeover:
-                    takeovers += 1
-                elif kind is Deleveraged:
-                    deleveraged_usd += abs(event.quote_quantums) / QUOTE
-                    deleveraged_accounts.add(event.offsetting_subaccount_id)
-                    market = exchange.markets[event.market_id]
-                    at_index = (-event.size_base_quantums * market.oracle_price_subticks
-                                // market.quantum_conversion_divisor)
-                    # what the offsetting side received (-quote) vs the position's value at the index
-                    loss = (at_index - (-event.quote_quantums)) / QUOTE
-                    owner = account_class(event.offsetting_subaccount_id.owner)
-                    paid_by_class[owner] = paid_by_class.get(owner, 0.0) + abs(loss)
-                elif kind is BadDebt:
-                    bad_debt[event.subaccount_id] = event.amount_quote_quantums
+        replay = FlowReplay(exchange, txs)
+        for event in replay:
+            kind = type(event)
+            if kind is Liquidated:
+                params = exchange.markets[event.market_id].params
+                notional += abs(event.size_base_quantums) * event.fill_price_subticks // 10 ** -params.quantum_conversion_exponent
+                liquidated.add(event.subaccount_id)
+            elif kind is InsuranceFundChanged:
+                lowest_fund = min(lowest_fund, event.balance_quote_quantums)
+            elif kind is BackstopTakeover:
+                takeovers += 1
+            elif kind is Deleveraged:
+                deleveraged_usd += abs(event.quote_quantums) / QUOTE
+                deleveraged_accounts.add(event.offsetting_subaccount_id)
+                market = exchange.markets[event.market_id]
+                at_index = (-event.size_base_quantums * market.oracle_price_subticks
+                            // market.quantum_conversion_divisor)
+                # what the offsetting side received (-quote) vs the position's value at the index
+                loss = (at_index - (-event.quote_quantums)) / QUOTE
+                owner = account_class(event.offsetting_subaccount_id.owner)
+                paid_by_class[owner] = paid_by_class.get(owner, 0.0) + abs(loss)
+            elif kind is BadDebt:
+                bad_debt[event.subaccount_id] = event.amount_quote_quantums
         vault = exchange.subaccounts.get(BACKSTOP_VAULT)
         vault_pnl = exchange.risk(BACKSTOP_VAULT).net_collateral / QUOTE if vault is not None else 0.0
         outcomes.append(PolicyOutcome(
             policy, notional / QUOTE, len(liquidated), (start_fund - lowest_fund) / QUOTE,
             (exchange.insurance_fund_quote_quantums - start_fund) / QUOTE, takeovers, vault_pnl,
             deleveraged_usd, len(deleveraged_accounts), sum(bad_debt.values()) / QUOTE,
-            dict(sorted(paid_by_class.items())), rejected))
+            dict(sorted(paid_by_class.items())), replay.rejected))
     return outcomes

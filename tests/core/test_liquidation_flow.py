@@ -132,10 +132,14 @@ def test_without_a_fund_the_bankrupt_position_is_deleveraged_at_the_bankruptcy_p
 move = st.tuples(st.integers(-600, 600), st.integers(0, 3), st.booleans(), st.integers(1, 30))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("policy", ["dydx", "hyperliquid", "paradex"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(move, min_size=3, max_size=25), st.integers(1_500, 6_000))
-def test_liquidation_step_leaves_nobody_silently_below_maintenance(moves, collateral_usd):
+def test_liquidation_step_leaves_nobody_silently_below_maintenance(policy, moves, collateral_usd):
+    from perpdex.config.markets import load_markets
+    from perpdex.core.liquidation import LiquidationsConfig
     ex = funded_exchange(usdc=20_000 * QUOTE)
+    ex.liquidations_config = LiquidationsConfig(policy=policy)  # before any position exists
     traders = [SubaccountId(f"t{i}") for i in range(4)]
     from perpdex.core.tx import Deposit
     for i, trader in enumerate(traders):

@@ -105,8 +105,54 @@ def test_compare_replays_one_crash_under_each_policy(tmp_path):
     outcomes = {o.policy: o for o in compare(log)}
     assert outcomes["dydx"].liquidated_subaccounts == 1 and outcomes["dydx"].backstop_takeovers == 0
     assert outcomes["hyperliquid"].backstop_takeovers == 1 and outcomes["hyperliquid"].liquidated_subaccounts == 0
+    assert outcomes["paradex"].fund_takeovers == 1 and outcomes["paradex"].liquidated_subaccounts == 0
     assert account_class("noise-00012") == "noise" and account_class("maker") == "maker"
     cli = subprocess.run([sys.executable, "-m", "perpdex.cli.main", "liquidation", "compare", str(log), "--out",
                           str(tmp_path / "cmp")], capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert (tmp_path / "cmp" / "compare.json").exists()
+
+
+PARADEX = LiquidationsConfig(policy="paradex")
+
+
+def erin_long_two_btc_paradex() -> Exchange:
+    ex = Exchange(load_markets(), PARADEX)
+    for who, usd in ((ALICE, 1_000_000), (CAROL, 1_000_000), (ERIN, 4_300)):
+        ex.apply(Deposit(0, who, usd * QUOTE))
+    ex.apply(oracle(0, BTC_USD=usd_btc(100_000)))
+    ex.apply(PlaceOrder(0, CAROL, "BTC-USD", Side.SELL, btc(2), usd_btc(100_000)))
+    ex.apply(PlaceOrder(0, ERIN, "BTC-USD", Side.BUY, btc(2), usd_btc(100_000), time_in_force=TimeInForce.IOC))
+    return ex
+
+
+def test_paradex_fund_takes_the_smallest_equal_share_that_restores_maintenance():
+    from perpdex.core.events import FundTakeover
+    from perpdex.core.handlers.liquidate import FUND_ACCOUNT
+    ex = erin_long_two_btc_paradex()
+    events = ex.apply(oracle(1_000, BTC_USD=usd_btc(98_900)))  # NC $2,000 < MMR $2,373.60: no book needed
+    [takeover] = of(events, FundTakeover)
+    assert 0 < takeover.share_ppm < 1_000_000 and not of(events, Liquidated)
+    taken = dict(takeover.positions)["BTC-USD"]
+    assert ex.subaccount(FUND_ACCOUNT).positions == {"BTC-USD": taken}
+    assert ex.subaccount(ERIN).positions == {"BTC-USD": btc(2) - taken}
+    assert not ex.risk(ERIN).is_liquidatable()
+    assert takeover.penalty_quote_quantums > 0  # capped at erin's excess over maintenance after the cut
+    check_invariants(ex)
+
+
+def test_paradex_shortfall_is_socialized_and_repaid_by_withdrawal_haircuts():
+    from perpdex.core.events import SocializedLoss, WithdrawalHaircut
+    from perpdex.core.tx import Withdraw
+    ex = erin_long_two_btc_paradex()
+    events = ex.apply(oracle(1_000, BTC_USD=usd_btc(97_000)))  # erin NC -$1,800: the fund takes it all
+    [loss] = of(events, SocializedLoss)
+    assert loss.amount_quote_quantums == 1_800 * QUOTE and ex.socialized_loss_quote_quantums == 1_800 * QUOTE
+    assert ex.subaccount(ERIN).usdc_quote_quantums == 0 and not ex.subaccount(ERIN).positions
+    check_invariants(ex)
+    events = ex.apply(Withdraw(2_000, ALICE, 100_000 * QUOTE))
+    [haircut] = of(events, WithdrawalHaircut)
+    assert 0 < haircut.haircut_quote_quantums <= 1_800 * QUOTE
+    assert ex.total_withdrawn[0] == 100_000 * QUOTE - haircut.haircut_quote_quantums
+    assert ex.socialized_loss_quote_quantums == 1_800 * QUOTE - haircut.haircut_quote_quantums
+    check_invariants(ex)

@@ -177,7 +177,7 @@ def funding_compare(log: Path = typer.Argument(..., help="A run's transaction lo
 def liquidation_compare(log: Path = typer.Argument(..., help="A (stressed) run's transaction log."),
                         out: Path = typer.Option(Path("out/liquidation-compare"), help="Folder for compare.json.")
                         ) -> None:
-    """Replay one run under each liquidation policy (dYdX v4, Hyperliquid-style) and show who paid."""
+    """Replay one run under each liquidation policy (dYdX v4, Hyperliquid-, Paradex-style): who paid."""
     from dataclasses import asdict
 
     from perpdex.lab.liquidation_compare import compare
@@ -187,13 +187,15 @@ def liquidation_compare(log: Path = typer.Argument(..., help="A (stressed) run's
     (out / "compare.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
     table = Table(title="liquidation policies on the same order flow", title_justify="left")
     for column in ("policy", "liquidated $", "accounts", "fund drawdown $", "fund change $", "backstops",
-                   "vault PnL $", "deleveraged $", "ADL accounts", "bad debt $", "ADL loss by class", "rejected"):
+                   "vault PnL $", "fund takeovers", "fund acct PnL $", "socialized $", "deleveraged $",
+                   "ADL accounts", "bad debt $", "ADL loss by class", "rejected"):
         table.add_column(column, justify="right")
     for o in outcomes:
         classes = ", ".join(f"{k} {v:,.0f}" for k, v in o.loss_paid_by_class_usd.items()) or "-"
         table.add_row(o.policy, f"{o.liquidated_notional_usd:,.0f}", str(o.liquidated_subaccounts),
                       f"{o.insurance_fund_drawdown_usd:,.0f}", f"{o.insurance_fund_change_usd:+,.0f}",
-                      str(o.backstop_takeovers), f"{o.backstop_vault_pnl_usd:+,.0f}",
+                      str(o.backstop_takeovers), f"{o.backstop_vault_pnl_usd:+,.0f}", str(o.fund_takeovers),
+                      f"{o.fund_account_pnl_usd:+,.0f}", f"{o.socialized_loss_usd:,.0f}",
                       f"{o.deleveraged_notional_usd:,.0f}", str(o.deleveraged_accounts), f"{o.bad_debt_usd:,.0f}",
                       classes, str(o.rejected_txs))
     console.print(table)

@@ -192,6 +192,38 @@ class BackstopTakeover(NamedTuple):
     maintenance_quote_quantums: int
 
 
+class FundTakeover(NamedTuple):
+    """Paradex-style: the insurance fund's account took `share_ppm` of every position of a
+    liquidatable subaccount at the oracle price, for `penalty` (paid to the fund's account)."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    fund_subaccount_id: SubaccountId
+    share_ppm: int
+    positions: tuple[tuple[str, int], ...]  # the sizes taken (signed as they were held)
+    penalty_quote_quantums: int
+    net_collateral_before_quote_quantums: int
+    maintenance_before_quote_quantums: int
+
+
+class SocializedLoss(NamedTuple):
+    """A bankrupt account's shortfall, made whole and owed by everyone: repaid by withdrawal haircuts."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    amount_quote_quantums: int
+    outstanding_quote_quantums: int
+
+
+class WithdrawalHaircut(NamedTuple):
+    """Part of a withdrawal kept to repay the socialized loss (the account paid `amount`, received less)."""
+
+    ts_ms: int
+    subaccount_id: SubaccountId
+    haircut_quote_quantums: int
+    outstanding_after_quote_quantums: int
+
+
 class BadDebt(NamedTuple):
     """Negative net collateral that neither the book, the insurance fund nor deleveraging absorbed."""
 
@@ -214,4 +246,4 @@ class LiquidationStalled(NamedTuple):
 Event = (Deposited | Withdrawn | Transferred | MarginModeSet | OrderAccepted | Fill | OrderFinished
          | FundingRateComputed | FundingPaid
          | OrderRested | OrderTriggered | OraclePriceUpdated | Liquidated | Deleveraged | InsuranceFundChanged
-         | BackstopTakeover | BadDebt | LiquidationStalled)
+         | BackstopTakeover | FundTakeover | SocializedLoss | WithdrawalHaircut | BadDebt | LiquidationStalled)

@@ -59,6 +59,7 @@ class Exchange:
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors per subaccount)
         self.next_funding_observation_ms = 0
         self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # last partial liquidation (hyperliquid policy)
+        self.socialized_loss_quote_quantums = 0  # paradex policy: shortfalls owed by all, repaid by haircuts
         self.total_deposited: dict[int, int] = {}
         self.total_withdrawn: dict[int, int] = {}
         self.screen = ExchangeScreen()  # derived from state, for the liquidation step; not in the digest
@@ -117,6 +118,8 @@ class Exchange:
             self.funding_dust_ppm += plan.funding_dust_ppm
         if plan.liquidation_cooldowns:
             self.liquidation_cooldowns.update(plan.liquidation_cooldowns)
+        if plan.socialized_loss_delta:
+            self.socialized_loss_quote_quantums += plan.socialized_loss_delta
         for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
             market = self.markets[market_id]
             market.funding_index = funding_index
@@ -308,9 +311,9 @@ class Exchange:
         order in which dicts were filled (every collection is hashed sorted)."""
         h = hashlib.blake2b(digest_size=32)
         put = h.update
-        put(b"v1|ts=%d|next=%d|fees=%d|ins=%d|dust=%d|" % (self.last_ts_ms, self.next_order_id,
-                                                           self.fees_collected_quote_quantums,
-                                                           self.insurance_fund_quote_quantums, self.funding_dust_ppm))
+        put(b"v1|ts=%d|next=%d|fees=%d|ins=%d|dust=%d|loss=%d|" % (
+            self.last_ts_ms, self.next_order_id, self.fees_collected_quote_quantums,
+            self.insurance_fund_quote_quantums, self.funding_dust_ppm, self.socialized_loss_quote_quantums))
         for name, ledger in (("dep", self.total_deposited), ("wd", self.total_withdrawn)):
             put(f"{name}={sorted(ledger.items())}|".encode())
         for market_id in sorted(self.markets):

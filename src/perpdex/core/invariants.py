@@ -38,13 +38,17 @@ def _check_collateral(ex: Exchange) -> None:
             if held != net_in:
                 raise InvariantViolation(f"asset {asset_id}: held {held} != deposited - withdrawn {net_in}")
             continue
-        held += ex.fees_collected_quote_quantums + ex.insurance_fund_quote_quantums
+        # a socialized loss was credited to a bankrupt account with no collateral behind it: it is
+        # owed by everyone until withdrawal haircuts repay it
+        held += ex.fees_collected_quote_quantums + ex.insurance_fund_quote_quantums - ex.socialized_loss_quote_quantums
         unsettled_ppm = sum(funding_settlement_ppm(size, sub.funding_entries[market_id],
                                                    ex.markets[market_id].funding_index)
                             for sub in ex.subaccounts.values() for market_id, size in sub.positions.items())
         if (held - net_in) * PPM + ex.funding_dust_ppm + unsettled_ppm != 0:
             raise InvariantViolation(f"USDC: held {held} vs deposited - withdrawn {net_in}, funding dust "
                                      f"{ex.funding_dust_ppm} ppm, unsettled {unsettled_ppm} ppm do not balance")
+        if ex.socialized_loss_quote_quantums < 0:
+            raise InvariantViolation("socialized loss repaid beyond what was owed")
         if ex.funding_dust_ppm < 0:
             raise InvariantViolation("funding dust must never favour traders")
 

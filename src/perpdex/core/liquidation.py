@@ -72,7 +72,7 @@ class InsuranceFundInsufficientError(LiquidationError):
 
 
 # --- configuration -------------------------------------------------------------------------
-LIQUIDATION_POLICIES = ("dydx", "hyperliquid")
+LIQUIDATION_POLICIES = ("dydx", "hyperliquid", "paradex")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,10 @@ class LiquidationsConfig:
     partial_cooldown_ms: int = 30_000  # between partial steps of one subaccount
     backstop_equity_ppm: int = 666_667  # backstop vault takes over when NC < 2/3 x MMR
     market_order_slippage_ppm: int = 100_000  # the liquidation market order's worst price: oracle -/+ 10%
+    # "paradex": the insurance fund is the liquidator: it takes an equal share of every position at
+    # the oracle price (the smallest share that restores maintenance) for a penalty of
+    # max_liquidation_fee_ppm of what it takes; a bankrupt account's shortfall becomes a socialized
+    # loss repaid by a haircut on withdrawals (Paradex docs, "Liquidations" and "Socialized loss").
 
     def validate(self) -> None:
         """(C) LiquidationsConfig.Validate, in its order, then the policy's own fields; raises

@@ -23,7 +23,7 @@ class Plan:
     """
 
     __slots__ = ("subaccounts", "events", "fees_delta_quote_quantums", "insurance_delta_quote_quantums",
-                 "funding_dust_ppm", "funding_updates", "liquidation_cooldowns",
+                 "funding_dust_ppm", "funding_updates", "liquidation_cooldowns", "socialized_loss_delta",
                  "deposited_delta", "withdrawn_delta",
                  "open_interest", "oracle_prices", "maker_fills", "finished", "placed", "placed_status",
                  "placed_remaining", "placed_rests")
@@ -36,6 +36,7 @@ class Plan:
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors), ppm
         self.funding_updates: list[tuple[str, int, object, int]] = []  # (market, index, model state, start ts)
         self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # partial-liquidation times (hyperliquid policy)
+        self.socialized_loss_delta = 0  # paradex policy: loss made whole (+) or repaid by haircuts (-)
         self.deposited_delta: dict[int, int] = {}
         self.withdrawn_delta: dict[int, int] = {}
         self.open_interest: dict[str, int] = {}

@@ -7,9 +7,11 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from perpdex.core.events import BackstopTakeover, BadDebt, Deleveraged, InsuranceFundChanged, Liquidated
+from perpdex.core.events import (
+    BackstopTakeover, BadDebt, Deleveraged, FundTakeover, InsuranceFundChanged, Liquidated, SocializedLoss,
+)
 from perpdex.core.exchange import Exchange
-from perpdex.core.handlers.liquidate import BACKSTOP_VAULT
+from perpdex.core.handlers.liquidate import BACKSTOP_VAULT, FUND_ACCOUNT
 from perpdex.core.liquidation import LIQUIDATION_POLICIES, LiquidationsConfig
 from perpdex.core.units import QUOTE
 from perpdex.lab.runs import FlowReplay, load_run
@@ -29,6 +31,9 @@ class PolicyOutcome:
     insurance_fund_change_usd: float
     backstop_takeovers: int
     backstop_vault_pnl_usd: float  # the vault's net collateral at the end (what it gained or lost)
+    fund_takeovers: int  # paradex: the fund's account as the liquidator
+    fund_account_pnl_usd: float
+    socialized_loss_usd: float  # made whole and owed by everyone (repaid by withdrawal haircuts)
     deleveraged_notional_usd: float
     deleveraged_accounts: int
     bad_debt_usd: float
@@ -48,7 +53,8 @@ def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICI
         lowest_fund = start_fund
         notional = 0
         liquidated: set = set()
-        takeovers = 0
+        takeovers = fund_takeovers = 0
+        socialized = 0
         deleveraged_usd = 0.0
         deleveraged_accounts: set = set()
         bad_debt: dict = {}
@@ -64,6 +70,10 @@ def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICI
                 lowest_fund = min(lowest_fund, event.balance_quote_quantums)
             elif kind is BackstopTakeover:
                 takeovers += 1
+            elif kind is FundTakeover:
+                fund_takeovers += 1
+            elif kind is SocializedLoss:
+                socialized += event.amount_quote_quantums
             elif kind is Deleveraged:
                 deleveraged_usd += abs(event.quote_quantums) / QUOTE
                 deleveraged_accounts.add(event.offsetting_subaccount_id)
@@ -76,11 +86,13 @@ def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICI
                 paid_by_class[owner] = paid_by_class.get(owner, 0.0) + abs(loss)
             elif kind is BadDebt:
                 bad_debt[event.subaccount_id] = event.amount_quote_quantums
-        vault = exchange.subaccounts.get(BACKSTOP_VAULT)
-        vault_pnl = exchange.risk(BACKSTOP_VAULT).net_collateral / QUOTE if vault is not None else 0.0
+        vault_pnl = (exchange.risk(BACKSTOP_VAULT).net_collateral / QUOTE
+                     if BACKSTOP_VAULT in exchange.subaccounts else 0.0)
+        fund_pnl = exchange.risk(FUND_ACCOUNT).net_collateral / QUOTE if FUND_ACCOUNT in exchange.subaccounts else 0.0
         outcomes.append(PolicyOutcome(
             policy, notional / QUOTE, len(liquidated), (start_fund - lowest_fund) / QUOTE,
             (exchange.insurance_fund_quote_quantums - start_fund) / QUOTE, takeovers, vault_pnl,
+            fund_takeovers, fund_pnl, socialized / QUOTE,
             deleveraged_usd, len(deleveraged_accounts), sum(bad_debt.values()) / QUOTE,
             dict(sorted(paid_by_class.items())), replay.rejected))
     return outcomes

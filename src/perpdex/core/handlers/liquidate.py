@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perpdex.core.events import (
-    BackstopTakeover, BadDebt, Deleveraged, Event, Fill, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
+    BackstopTakeover, BadDebt, Deleveraged, Event, Fill, FundTakeover, SocializedLoss, InsuranceFundChanged, Liquidated, LiquidationStalled, OrderFinished,
 )
 from perpdex.core.handlers.common import require_subaccount, settled
 from perpdex.core.handlers.place_order import slippage_limit_subticks
@@ -72,8 +72,11 @@ def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
 
 def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
     """Liquidate one subaccount under the exchange's policy (`LiquidationsConfig.policy`)."""
-    if ex.liquidations_config.policy == "hyperliquid":
+    policy = ex.liquidations_config.policy
+    if policy == "hyperliquid":
         return _liquidate_hyperliquid(ex, subaccount_id, ts_ms)
+    if policy == "paradex":
+        return _liquidate_paradex(ex, subaccount_id, ts_ms)
     return _liquidate_dydx(ex, subaccount_id, ts_ms)
 
 
@@ -126,6 +129,16 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
     config = ex.liquidations_config
     risk = _risk(ex, subaccount_id)
     if not risk.is_liquidatable():
+        return events
+    if subaccount_id == BACKSTOP_VAULT:  # the liquidator of last resort: only deleveraged when underwater
+        if risk.net_collateral < 0:
+            _STEP_HOLDERS.clear()
+            for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
+                if _risk(ex, BACKSTOP_VAULT).net_collateral >= 0:
+                    break
+                _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
+        else:
+            events.append(LiquidationStalled(ts_ms, subaccount_id, "", "backstop vault: kept, not liquidated"))
         return events
     if risk.net_collateral * PPM < risk.maintenance_requirement * config.backstop_equity_ppm:
         _backstop(ex, subaccount_id, risk, ts_ms, events)
@@ -196,6 +209,113 @@ def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int,
             if _risk(ex, BACKSTOP_VAULT).net_collateral >= 0:
                 break
             _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
+    vault_risk = _risk(ex, BACKSTOP_VAULT)
+    if vault_risk.is_liquidatable():  # say so now: the vault holds what it took, it is not liquidated
+        reason = "backstop vault: kept, not liquidated" if vault_risk.net_collateral >= 0 else "backstop vault underwater"
+        events.append(LiquidationStalled(ts_ms, BACKSTOP_VAULT, "", reason))
+        if vault_risk.net_collateral < 0:
+            events.append(BadDebt(ts_ms, BACKSTOP_VAULT, -vault_risk.net_collateral,
+                                  len(ex.subaccounts[BACKSTOP_VAULT].positions)))
+
+
+FUND_ACCOUNT = SubaccountId("insurance-fund")  # Paradex-style: the fund's own account is the liquidator
+
+
+def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
+    """Paradex-style: the insurance fund's account takes the same share of every position at the
+    oracle price (the smallest share, in ppm, that leaves the account at or above maintenance; all of
+    it when net collateral is not positive) and a penalty of max_liquidation_fee_ppm of what it took,
+    capped at the account's excess over maintenance after the cut. A bankrupt account's remaining shortfall is made
+    whole and socialized: everyone owes it until withdrawal haircuts repay it. The fund's account is
+    the liquidator of last resort and is itself never liquidated; it has no margin of its own unless
+    someone deposits into it (SubaccountId("insurance-fund")), and events say when it sits below."""
+    events: list[Event] = []
+    if subaccount_id == FUND_ACCOUNT:  # the liquidator of last resort is not liquidated
+        if _risk(ex, subaccount_id).is_liquidatable():
+            events.append(LiquidationStalled(ts_ms, subaccount_id, "", "insurance fund account: kept"))
+        return events
+    risk = _risk(ex, subaccount_id)
+    if not risk.is_liquidatable():
+        return events
+    stored = ex.subaccounts[subaccount_id]
+    if risk.net_collateral <= 0:
+        share = PPM
+    else:
+        low, high = 1, PPM  # smallest share that restores maintenance: the check is monotone in it
+        while low < high:
+            middle = (low + high) // 2
+            candidate = _fund_takes(ex, settled(ex, stored), share_ppm=middle, fund=None, risk=None)[0]
+            if account_risk(candidate.usdc_quote_quantums, candidate.positions, ex.markets).is_liquidatable():
+                low = middle + 1
+            else:
+                high = middle
+        share = low
+    step = Plan()
+    source = settled(ex, stored, step, ts_ms).copy()
+    fund_stored = ex.subaccounts.get(FUND_ACCOUNT)
+    fund = settled(ex, fund_stored, step, ts_ms).copy() if fund_stored is not None else Subaccount(FUND_ACCOUNT)
+    source, fund, taken, penalty, open_interest = _fund_takes(ex, source, share_ppm=share, fund=fund, risk=risk)
+    step.open_interest.update(open_interest)
+    step.events.append(FundTakeover(ts_ms, subaccount_id, FUND_ACCOUNT, share, taken, penalty,
+                                    risk.net_collateral, risk.maintenance_requirement))
+    after = account_risk(source.usdc_quote_quantums, source.positions, ex.markets)
+    if not source.positions and after.net_collateral < 0:
+        shortfall = -after.net_collateral
+        source.add_usdc(shortfall)
+        step.socialized_loss_delta = shortfall
+        step.events.append(SocializedLoss(ts_ms, subaccount_id, shortfall,
+                                          ex.socialized_loss_quote_quantums + shortfall))
+    step.subaccounts[subaccount_id] = source
+    step.subaccounts[FUND_ACCOUNT] = fund
+    ex.commit_step(step)
+    events.extend(step.events)
+    fund_risk = _risk(ex, FUND_ACCOUNT)
+    if fund_risk.is_liquidatable():  # the fund's account has no margin of its own unless seeded (Deposit)
+        events.append(LiquidationStalled(ts_ms, FUND_ACCOUNT, "", "insurance fund account: kept"))
+        if fund_risk.net_collateral < 0:
+            events.append(BadDebt(ts_ms, FUND_ACCOUNT, -fund_risk.net_collateral,
+                                  len(ex.subaccounts[FUND_ACCOUNT].positions)))
+    return events
+
+
+def _fund_takes(ex: Exchange, source: Subaccount, *, share_ppm: int, fund: Subaccount | None, risk: Risk | None):
+    """Move `share_ppm` of every position of `source` (sizes rounded UP to a step: the cut is never
+    smaller than the share, capped at the position) to `fund` at the oracle price, then the penalty
+    (none when `risk` is None). Returns (source, fund, taken, penalty, open interest by market);
+    `fund` None: a what-if on source."""
+    source = source.copy()
+    taken = []
+    open_interest = {}
+    moved_notional = 0
+    for market_id, size in sorted(source.positions.items()):
+        market = ex.markets[market_id]
+        step = market.params.step_base_quantums
+        share_size = -((-abs(size) * share_ppm) // PPM)  # ceil: the cut is never smaller than the share
+        take = min(abs(size), -((-share_size) // step) * step)  # ceil to a step, capped at the position
+        signed = take if size > 0 else -take
+        notional = notional_quote_quantums(signed, market.oracle_price_subticks, market.quantum_conversion_divisor)
+        source.set_position(market_id, size - signed, market.funding_index)
+        source.add_usdc(notional)
+        moved_notional += abs(notional)
+        taken.append((market_id, signed))
+        if fund is not None:
+            held = fund.positions.get(market_id, 0)
+            fund.set_position(market_id, held + signed, market.funding_index)
+            fund.add_usdc(-notional)
+            before = open_interest.get(market_id, market.open_interest_base_quantums)
+            open_interest[market_id] = (before + max(held + signed, 0) - max(held, 0)
+                                        + max(size - signed, 0) - max(size, 0))
+    penalty = 0
+    if risk is not None and risk.net_collateral > 0:
+        # max_liquidation_fee_ppm of what was taken (down: for the liquidated account), but never
+        # more than its excess over maintenance after the cut: the penalty never puts it back under
+        after = account_risk(source.usdc_quote_quantums, source.positions, ex.markets)
+        excess = max(after.net_collateral - after.maintenance_requirement, 0)
+        penalty = min(moved_notional * ex.liquidations_config.max_liquidation_fee_ppm // PPM, excess)
+        source.add_usdc(-penalty)
+        if fund is not None:
+            fund.add_usdc(penalty)
+    return source, fund, tuple(taken), penalty, open_interest
 
 
 def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:

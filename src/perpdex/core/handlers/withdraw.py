@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perpdex.core.errors import WithdrawalExceedsFreeCollateralError
-from perpdex.core.events import Withdrawn
+from perpdex.core.events import WithdrawalHaircut, Withdrawn
 from perpdex.core.handlers.common import (
     check_amount, check_asset, require_fresh_prices, require_subaccount, settled,
 )
@@ -40,6 +40,24 @@ def plan(ex: Exchange, tx: Withdraw) -> Plan:
     draft = debit_collateral(ex, subaccount, amount, tx.ts_ms, result)
     free_after = account_risk(draft.usdc_quote_quantums, draft.positions, ex.markets).free_collateral
     result.subaccounts[tx.subaccount_id] = draft
-    result.withdrawn_delta[asset_id] = amount
+    haircut = _haircut(ex, amount)
+    result.withdrawn_delta[asset_id] = amount - haircut
     result.events.append(Withdrawn(tx.ts_ms, tx.subaccount_id, asset_id, amount, free_after))
+    if haircut:
+        result.socialized_loss_delta = -haircut
+        result.events.append(WithdrawalHaircut(tx.ts_ms, tx.subaccount_id, haircut,
+                                               ex.socialized_loss_quote_quantums - haircut))
     return result
+
+
+def _haircut(ex: Exchange, amount: int) -> int:
+    """While a socialized loss is outstanding (paradex policy), a withdrawal leaves its share of it
+    behind: amount x loss / all USDC held in subaccounts, rounded up (against the withdrawer, so the
+    loss is repaid, never overpaid: capped at what is owed)."""
+    loss = ex.socialized_loss_quote_quantums
+    if not loss:
+        return 0
+    held = sum(max(sub.usdc_quote_quantums, 0) for sub in ex.subaccounts.values())
+    if held <= 0:
+        return min(loss, amount)
+    return min(loss, amount, -((-amount * loss) // held))  # ceil: against the withdrawer

@@ -37,7 +37,7 @@ class PolicyOutcome:
     deleveraged_notional_usd: float
     deleveraged_accounts: int
     bad_debt_usd: float
-    loss_paid_by_class_usd: dict  # deleveraging losses vs the index, by account class
+    loss_paid_by_class_usd: dict  # deleveraging losses vs the index (paid above it), by account class
     rejected_txs: int
 
 
@@ -78,12 +78,12 @@ def compare(log_path: str | Path, policies: tuple[str, ...] = LIQUIDATION_POLICI
                 deleveraged_usd += abs(event.quote_quantums) / QUOTE
                 deleveraged_accounts.add(event.offsetting_subaccount_id)
                 market = exchange.markets[event.market_id]
-                at_index = (-event.size_base_quantums * market.oracle_price_subticks
-                            // market.quantum_conversion_divisor)
-                # what the offsetting side received (-quote) vs the position's value at the index
-                loss = (at_index - (-event.quote_quantums)) / QUOTE
+                # the offsetting account took -size at the bankruptcy price, paying quote_quantums;
+                # its loss against the index is what it paid beyond the position's value there
+                at_index = -event.size_base_quantums * market.oracle_price_subticks // market.quantum_conversion_divisor
+                loss = (event.quote_quantums - at_index) / QUOTE
                 owner = account_class(event.offsetting_subaccount_id.owner)
-                paid_by_class[owner] = paid_by_class.get(owner, 0.0) + abs(loss)
+                paid_by_class[owner] = paid_by_class.get(owner, 0.0) + loss
             elif kind is BadDebt:
                 bad_debt[event.subaccount_id] = event.amount_quote_quantums
         vault_pnl = (exchange.risk(BACKSTOP_VAULT).net_collateral / QUOTE

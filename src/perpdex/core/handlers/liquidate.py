@@ -227,8 +227,9 @@ def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) ->
     it when net collateral is not positive) and a penalty of max_liquidation_fee_ppm of what it took,
     capped at the account's excess over maintenance after the cut. A bankrupt account's remaining shortfall is made
     whole and socialized: everyone owes it until withdrawal haircuts repay it. The fund's account is
-    the liquidator of last resort and is itself never liquidated; it has no margin of its own unless
-    someone deposits into it (SubaccountId("insurance-fund")), and events say when it sits below."""
+    the liquidator of last resort and is itself never liquidated. The exchange's insurance fund is
+    its capital (moved into the account at its first takeover; deposits into
+    SubaccountId("insurance-fund") add to it); events say when it sits below maintenance."""
     events: list[Event] = []
     if subaccount_id == FUND_ACCOUNT:  # the liquidator of last resort is not liquidated
         if _risk(ex, subaccount_id).is_liquidatable():
@@ -254,6 +255,11 @@ def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) ->
     source = settled(ex, stored, step, ts_ms).copy()
     fund_stored = ex.subaccounts.get(FUND_ACCOUNT)
     fund = settled(ex, fund_stored, step, ts_ms).copy() if fund_stored is not None else Subaccount(FUND_ACCOUNT)
+    if ex.insurance_fund_quote_quantums > 0:  # the fund's capital backs its account: move it there
+        capital = ex.insurance_fund_quote_quantums
+        fund.add_usdc(capital)
+        step.insurance_delta_quote_quantums = -capital
+        step.events.append(InsuranceFundChanged(ts_ms, -capital, 0, FUND_ACCOUNT))
     source, fund, taken, penalty, open_interest = _fund_takes(ex, source, share_ppm=share, fund=fund, risk=risk)
     step.open_interest.update(open_interest)
     step.events.append(FundTakeover(ts_ms, subaccount_id, FUND_ACCOUNT, share, taken, penalty,

@@ -185,20 +185,26 @@ def liquidation_compare(log: Path = typer.Argument(..., help="A (stressed) run's
     outcomes = compare(log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+    columns = [  # (header, value per outcome); columns that are empty in every policy are left out
+        ("liquidated $", lambda o: o.liquidated_notional_usd), ("accounts", lambda o: o.liquidated_subaccounts),
+        ("fund drawdown $", lambda o: o.insurance_fund_drawdown_usd),
+        ("fund change $", lambda o: o.insurance_fund_change_usd), ("backstops", lambda o: o.backstop_takeovers),
+        ("vault PnL $", lambda o: o.backstop_vault_pnl_usd), ("fund takeovers", lambda o: o.fund_takeovers),
+        ("fund acct NC $", lambda o: o.fund_account_pnl_usd), ("socialized $", lambda o: o.socialized_loss_usd),
+        ("deleveraged $", lambda o: o.deleveraged_notional_usd), ("ADL accounts", lambda o: o.deleveraged_accounts),
+        ("bad debt $", lambda o: o.bad_debt_usd), ("rejected txs", lambda o: o.rejected_txs)]
+    shown = [(name, get) for name, get in columns if any(get(o) for o in outcomes)]
     table = Table(title="liquidation policies on the same order flow", title_justify="left")
-    for column in ("policy", "liquidated $", "accounts", "fund drawdown $", "fund change $", "backstops",
-                   "vault PnL $", "fund takeovers", "fund acct PnL $", "socialized $", "deleveraged $",
-                   "ADL accounts", "bad debt $", "ADL loss by class", "rejected"):
-        table.add_column(column, justify="right")
+    table.add_column("policy")
+    for name, _ in shown:
+        table.add_column(name, justify="right")
     for o in outcomes:
-        classes = ", ".join(f"{k} {v:,.0f}" for k, v in o.loss_paid_by_class_usd.items()) or "-"
-        table.add_row(o.policy, f"{o.liquidated_notional_usd:,.0f}", str(o.liquidated_subaccounts),
-                      f"{o.insurance_fund_drawdown_usd:,.0f}", f"{o.insurance_fund_change_usd:+,.0f}",
-                      str(o.backstop_takeovers), f"{o.backstop_vault_pnl_usd:+,.0f}", str(o.fund_takeovers),
-                      f"{o.fund_account_pnl_usd:+,.0f}", f"{o.socialized_loss_usd:,.0f}",
-                      f"{o.deleveraged_notional_usd:,.0f}", str(o.deleveraged_accounts), f"{o.bad_debt_usd:,.0f}",
-                      classes, str(o.rejected_txs))
+        table.add_row(o.policy, *(f"{get(o):,.0f}" if isinstance(get(o), float) else str(get(o)) for _, get in shown))
     console.print(table)
+    for o in outcomes:
+        if o.loss_paid_by_class_usd:
+            paid = ", ".join(f"{cls} ${usd:,.0f}" for cls, usd in o.loss_paid_by_class_usd.items())
+            console.print(f"  {o.policy}: deleveraged accounts paid vs the index: {paid}")
     console.print(f"results: {out.resolve()}/compare.json")
 
 

@@ -93,8 +93,8 @@ class Exchange:
         return events
 
     def commit_step(self, plan: Plan) -> None:
-        """Commit a follow-up step of the current transaction (a triggered order); handlers
-        call it only after the transaction itself has passed every check."""
+        """Commit a follow-up step of the current transaction (a triggered order, a liquidation
+        fill or offset); handlers call it only after the transaction itself passed every check."""
         self._commit(plan)
 
     def _commit(self, plan: Plan) -> None:

@@ -57,6 +57,7 @@ class Exchange:
         self.fees_collected_quote_quantums = 0  # taker fees less maker rebates
         self.insurance_fund_quote_quantums = 0
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors per subaccount)
+        self.funding_epoch = 0  # derived: rises whenever any funding index moves (see Subaccount.funding_epoch)
         self.next_funding_observation_ms = 0
         self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # last partial liquidation (hyperliquid policy)
         self.socialized_loss_quote_quantums = 0  # paradex policy: shortfalls owed by all, repaid by haircuts
@@ -108,6 +109,7 @@ class Exchange:
                     self.holders[market_id].discard(subaccount_id)
                 for market_id in subaccount.positions.keys() - set(old_markets):
                     self.holders[market_id].add(subaccount_id)
+            subaccount.funding_epoch = self.funding_epoch  # handlers commit only settled versions
             subaccounts[subaccount_id] = subaccount
             touch(subaccount_id)
         if plan.fees_delta_quote_quantums:
@@ -120,6 +122,8 @@ class Exchange:
             self.liquidation_cooldowns.update(plan.liquidation_cooldowns)
         if plan.socialized_loss_delta:
             self.socialized_loss_quote_quantums += plan.socialized_loss_delta
+        if plan.funding_updates:
+            self.funding_epoch += 1
         for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
             market = self.markets[market_id]
             market.funding_index = funding_index

@@ -76,6 +76,9 @@ def _check_positions(ex: Exchange) -> None:
     for sub in ex.subaccounts.values():
         if sub.funding_entries.keys() != sub.positions.keys():
             raise InvariantViolation(f"{sub.subaccount_id}: funding entries do not match its positions")
+        if sub.funding_epoch == ex.funding_epoch and any(
+                entry != ex.markets[market_id].funding_index for market_id, entry in sub.funding_entries.items()):
+            raise InvariantViolation(f"{sub.subaccount_id}: stamped as settled with funding still due")
         if 0 in sub.positions.values():
             raise InvariantViolation(f"{sub.subaccount_id}: zero-size position stored")
         if sub.isolated_market_id is not None and set(sub.positions) - {sub.isolated_market_id}:

@@ -148,8 +148,10 @@ class MarginScreen:
         # a*b as a ppm^2 integer: base IMF x maintenance fraction (MMR does not see open interest)
         tiers = [params.liquidity_tier for params in markets]
         self._maintenance_ppm2 = [tier.initial_margin_ppm * tier.maintenance_fraction_ppm for tier in tiers]
-        has_requirement_market = np.array([k > 0 for k in self._maintenance_ppm2])
-        self._can_be_liquidated = (positions[:, has_requirement_market] != 0).any(axis=1)
+        self._has_requirement = np.array([k > 0 for k in self._maintenance_ppm2])
+        self._can_be_liquidated = (positions[:, self._has_requirement] != 0).any(axis=1)
+        self._scales_key: tuple | None = None
+        self._scales_value: tuple = ()
         self._max_abs_usdc = int(np.abs(usdc).max()) if n else 0
         self._max_abs_size = [int(x) for x in np.abs(positions).max(axis=0)] if n else [0] * m
         self._exact_markets = [_ScreenMarket(params, 0, oi[j]) for j, params in enumerate(markets)]
@@ -286,26 +288,35 @@ class MarginScreen:
         if not len(rows):
             return
         index = np.asarray(rows, dtype=np.intp)
-        usdc = _int64_array(list(usdc_quote_quantums), "usdc_quote_quantums")
-        block = _int64_array([list(row) for row in positions_base_quantums], "positions_base_quantums")
+        usdc = np.asarray(usdc_quote_quantums, dtype=np.int64)  # raises on a value past int64
+        block = np.asarray(positions_base_quantums, dtype=np.int64)
         if block.shape != (len(index), len(self.markets)) or usdc.shape != (len(index),):
             raise ValueError("one balance and one full row of positions per updated row")
         self._usdc[index] = usdc
         self._usdc_float[index] = usdc
         self._positions[index] = block
         sizes = block.astype(np.float64)
+        abs_sizes = np.abs(sizes)
         self._sizes[index] = sizes
-        self._abs_sizes[index] = np.abs(sizes)
-        scale = np.array([price / divisor for price, divisor in zip(self._prices, self._divisors)])
-        maintenance_scale = np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
-                                      in zip(self._prices, self._maintenance_ppm2, self._divisors)])
+        self._abs_sizes[index] = abs_sizes
+        scale, maintenance_scale = self._scales()
         self._net_collateral[index] = usdc + sizes @ scale
-        self._maintenance[index] = np.abs(sizes) @ maintenance_scale
-        has_requirement = np.array([k > 0 for k in self._maintenance_ppm2])
-        self._can_be_liquidated[index] = (block[:, has_requirement] != 0).any(axis=1)
+        self._maintenance[index] = abs_sizes @ maintenance_scale
+        self._can_be_liquidated[index] = (block[:, self._has_requirement] != 0).any(axis=1)
         self._max_abs_usdc = max(self._max_abs_usdc, int(np.abs(usdc).max()))
-        column_max = np.abs(block).max(axis=0)
+        column_max = abs_sizes.max(axis=0)
         self._max_abs_size = [max(old, int(new)) for old, new in zip(self._max_abs_size, column_max)]
+
+    def _scales(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """price / divisor and price x IMF x MF / divisor per market at the current prices (memoized)."""
+        prices = tuple(self._prices)
+        if prices != self._scales_key:
+            self._scales_key = prices
+            self._scales_value = (
+                np.array([price / divisor for price, divisor in zip(prices, self._divisors)]),
+                np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
+                          in zip(prices, self._maintenance_ppm2, self._divisors)]))
+        return self._scales_value
 
     def candidates(self) -> Rows:
         """Candidate rows at the current prices, ascending."""

@@ -38,7 +38,8 @@ class Subaccount:
     transaction never touches the stored object.
     """
 
-    __slots__ = ("subaccount_id", "margin_mode", "isolated_market_id", "collateral", "positions", "funding_entries")
+    __slots__ = ("subaccount_id", "margin_mode", "isolated_market_id", "collateral", "positions", "funding_entries",
+                 "funding_epoch")
 
     def __init__(self, subaccount_id: SubaccountId, margin_mode: MarginMode = MarginMode.CROSS,
                  isolated_market_id: str | None = None, collateral: dict[int, int] | None = None,
@@ -50,6 +51,9 @@ class Subaccount:
         self.positions: dict[str, int] = positions if positions is not None else {}
         # the market's funding index when each position last settled (dYdX PerpetualPosition.FundingIndex)
         self.funding_entries: dict[str, int] = funding_entries if funding_entries is not None else {}
+        # derived, not state: Exchange.funding_epoch when this version was committed (every committed
+        # version was settled first), so `settled` can skip the per-position check until an index moves
+        self.funding_epoch = -1
 
     def copy(self) -> Subaccount:
         return Subaccount(self.subaccount_id, self.margin_mode, self.isolated_market_id,

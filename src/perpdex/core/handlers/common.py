@@ -71,6 +71,8 @@ def settled(ex: Exchange, subaccount: Subaccount, plan: Plan | None = None, ts_m
     (`Exchange.risk`). With nothing to settle the stored subaccount itself comes back: treat the
     result as read-only and copy it before changing it.
     """
+    if subaccount.funding_epoch == ex.funding_epoch:
+        return subaccount  # committed since the last index move: nothing can be due
     markets = ex.markets
     entries = subaccount.funding_entries
     settlements = []

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from perpdex.config.markets import field_path
 from perpdex.core.errors import PerpdexError
 
 SCENARIO_PACKAGE = "perpdex.sim.scenarios"
@@ -317,13 +318,6 @@ def format_time_ms(ts_ms: int) -> str:
 
 
 # --- loading, overrides, listing -------------------------------------------------------------------
-def _field_path(location: tuple) -> str:
-    out = ""
-    for part in location:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate a raw dict; raises ScenarioError naming `source` and the first field at fault."""
     try:
@@ -334,7 +328,7 @@ def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
         if isinstance(context_error, _FieldProblem):
             raise ScenarioError(f"{source}: {context_error.field}: {context_error.message}",
                                 field=context_error.field) from None
-        field = _field_path(tuple(first["loc"])) or "scenario"
+        field = field_path(tuple(first["loc"])) or "scenario"
         message = first["msg"].removeprefix("Value error, ")
         raise ScenarioError(f"{source}: {field}: {message}", field=field, value=_short(first.get("input"))) from None
 

@@ -43,7 +43,7 @@ def plan(ex: Exchange, tx: Liquidate) -> Plan:
     """Validation only: the subaccount must be liquidatable now. The work happens in
     `run_requested` once this tx is accepted, as committed follow-up steps."""
     require_subaccount(ex, tx.subaccount_id)
-    risk = _risk(ex, tx.subaccount_id)
+    risk = ex.risk(tx.subaccount_id)
     if not risk.is_liquidatable():
         raise NotLiquidatableError(f"net collateral {risk.net_collateral} >= maintenance {risk.maintenance_requirement}",
                                    field="subaccount_id", value=str(tx.subaccount_id))
@@ -60,7 +60,7 @@ def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
     never missing one), confirm each exactly, liquidate riskiest first, ties by subaccount id."""
     confirmed = []
     for subaccount_id in ex.liquidation_candidates():
-        risk = _risk(ex, subaccount_id)
+        risk = ex.risk(subaccount_id)
         if risk.is_liquidatable():
             confirmed.append((subaccount_id, risk))
     events: list[Event] = []
@@ -90,7 +90,7 @@ def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> li
         progressed = False
         while True:
             subaccount = ex.subaccounts[subaccount_id]
-            risk = _risk(ex, subaccount_id)
+            risk = ex.risk(subaccount_id)
             if not risk.is_liquidatable():
                 return events
             market_id = maybe_position_to_liquidate(subaccount.positions, info)
@@ -101,14 +101,14 @@ def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> li
             if filled:
                 progressed = True
                 continue
-            if can_deleverage(_risk(ex, subaccount_id)):
+            if can_deleverage(ex.risk(subaccount_id)):
                 progressed |= _deleverage(ex, subaccount_id, market_id, ts_ms, events)
             else:
                 events.append(LiquidationStalled(ts_ms, subaccount_id, market_id,
                                                  "no liquidity within the fillable price"))
         if not progressed:
             break
-    risk = _risk(ex, subaccount_id)
+    risk = ex.risk(subaccount_id)
     if risk.net_collateral < 0:
         events.append(BadDebt(ts_ms, subaccount_id, -risk.net_collateral,
                               len(ex.subaccounts[subaccount_id].positions)))
@@ -127,14 +127,14 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
     An underwater vault is auto-deleveraged (ranked as `deleveraging_order` ranks)."""
     events: list[Event] = []
     config = ex.liquidations_config
-    risk = _risk(ex, subaccount_id)
+    risk = ex.risk(subaccount_id)
     if not risk.is_liquidatable():
         return events
     if subaccount_id == BACKSTOP_VAULT:  # the liquidator of last resort: only deleveraged when underwater
         if risk.net_collateral < 0:
             _STEP_HOLDERS.clear()
             for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
-                if _risk(ex, BACKSTOP_VAULT).net_collateral >= 0:
+                if ex.risk(BACKSTOP_VAULT).net_collateral >= 0:
                     break
                 _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
         else:
@@ -163,17 +163,17 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
         is_buy = position < 0
         limit = slippage_limit_subticks(market.oracle_price_subticks, is_buy, config.market_order_slippage_ppm,
                                         params.subticks_per_tick)
-        filled, _ = _liquidate_position(ex, subaccount, market_id, _risk(ex, subaccount_id), NO_LIQUIDATIONS,
+        filled, _ = _liquidate_position(ex, subaccount, market_id, ex.risk(subaccount_id), NO_LIQUIDATIONS,
                                         config, ts_ms, events, order=(size if is_buy else -size, limit),
                                         fund_may_pay=False, fee_cap_ppm=0)
         if not filled:
             events.append(LiquidationStalled(ts_ms, subaccount_id, market_id, "no liquidity above bankruptcy"))
-        if not _risk(ex, subaccount_id).is_liquidatable():
+        if not ex.risk(subaccount_id).is_liquidatable():
             break
     step_plan = Plan()
     step_plan.liquidation_cooldowns[subaccount_id] = ts_ms
     ex.commit_step(step_plan)
-    risk = _risk(ex, subaccount_id)
+    risk = ex.risk(subaccount_id)
     if risk.is_liquidatable() and risk.net_collateral * PPM < risk.maintenance_requirement * config.backstop_equity_ppm:
         _backstop(ex, subaccount_id, risk, ts_ms, events)
     return events
@@ -203,13 +203,13 @@ def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int,
                                         risk.net_collateral, risk.maintenance_requirement))
     ex.commit_step(step)
     events.extend(step.events)
-    if _risk(ex, BACKSTOP_VAULT).net_collateral < 0:
+    if ex.risk(BACKSTOP_VAULT).net_collateral < 0:
         _STEP_HOLDERS.clear()
         for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
-            if _risk(ex, BACKSTOP_VAULT).net_collateral >= 0:
+            if ex.risk(BACKSTOP_VAULT).net_collateral >= 0:
                 break
             _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
-    vault_risk = _risk(ex, BACKSTOP_VAULT)
+    vault_risk = ex.risk(BACKSTOP_VAULT)
     if vault_risk.is_liquidatable():  # say so now: the vault holds what it took, it is not liquidated
         reason = "backstop vault: kept, not liquidated" if vault_risk.net_collateral >= 0 else "backstop vault underwater"
         events.append(LiquidationStalled(ts_ms, BACKSTOP_VAULT, "", reason))
@@ -232,10 +232,10 @@ def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) ->
     SubaccountId("insurance-fund") add to it); events say when it sits below maintenance."""
     events: list[Event] = []
     if subaccount_id == FUND_ACCOUNT:  # the liquidator of last resort is not liquidated
-        if _risk(ex, subaccount_id).is_liquidatable():
+        if ex.risk(subaccount_id).is_liquidatable():
             events.append(LiquidationStalled(ts_ms, subaccount_id, "", "insurance fund account: kept"))
         return events
-    risk = _risk(ex, subaccount_id)
+    risk = ex.risk(subaccount_id)
     if not risk.is_liquidatable():
         return events
     stored = ex.subaccounts[subaccount_id]
@@ -275,7 +275,7 @@ def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) ->
     step.subaccounts[FUND_ACCOUNT] = fund
     ex.commit_step(step)
     events.extend(step.events)
-    fund_risk = _risk(ex, FUND_ACCOUNT)
+    fund_risk = ex.risk(FUND_ACCOUNT)
     if fund_risk.is_liquidatable():  # the fund's account has no margin of its own unless seeded (Deposit)
         events.append(LiquidationStalled(ts_ms, FUND_ACCOUNT, "", "insurance fund account: kept"))
         if fund_risk.net_collateral < 0:
@@ -322,12 +322,6 @@ def _fund_takes(ex: Exchange, source: Subaccount, *, share_ppm: int, fund: Subac
         if fund is not None:
             fund.add_usdc(penalty)
     return source, fund, tuple(taken), penalty, open_interest
-
-
-def _risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
-    """Risk with unsettled funding included (a settled view; nothing is written)."""
-    view = settled(ex, ex.subaccounts[subaccount_id])
-    return account_risk(view.usdc_quote_quantums, view.positions, ex.markets)
 
 
 def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, risk: Risk,
@@ -498,7 +492,7 @@ def _offsetting_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id:
         size = other.positions.get(market_id, 0)
         if other_id == subaccount_id or not size or (size > 0) == (position > 0):
             continue
-        if _risk(ex, other_id).net_collateral <= 0:
+        if ex.risk(other_id).net_collateral <= 0:
             deferred.append(other_id)
             continue
         yield other_id

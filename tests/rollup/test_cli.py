@@ -95,4 +95,7 @@ def test_bench_rollup_reports_every_figure_at_small_scale():
     for backend in ("pedersen", "poseidon", "blake2s"):
         assert data[f"{backend}_nodes_rehashed_per_batch"] > 0 and data[f"{backend}_ratio_to_hash_cost"] > 0
     assert data["sequencer_tx_per_s"] > 0 and data["verify_per_s_one_core"] > 0
+    assert data["signed_sequencer_tx_per_s_all_cores"] > 0 and data["signed_orders_accepted"] > 0
+    if data["cores"] >= 2:  # the spread runs must reach the same roots (the bench raises otherwise)
+        assert data["pedersen_root_update_speedup"] > 0 and data["poseidon_root_update_speedup"] > 0
     assert "RESULT bench=rollup" in result.stdout

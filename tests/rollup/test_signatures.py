@@ -13,6 +13,7 @@ import pytest
 from crypto_cpp_py.cpp_bindings import cpp_verify
 from crypto_cpp_py.utils import cpp_inv_mod_curve_size
 
+from perpdex.core.errors import PerpdexError
 from perpdex.core.exchange import Exchange
 from perpdex.core.orders import Side
 from perpdex.core.state import SubaccountId
@@ -105,14 +106,14 @@ def test_fast_signatures_verify_with_starkware_cpp_on_random_messages():
         assert cpp_verify(message, r, cpp_inv_mod_curve_size(s), public_key(private))
 
 
-def test_verify_many_on_two_processes_agrees_with_one():
+def test_verify_many_on_two_threads_agrees_with_one():
     private = 0x1234567
     public = public_key(private)
     items = []
     for message in range(1, 21):
         r, s = sign(private, message)
         items.append((public, message, r, s if message % 5 else s ^ 1))  # every 5th is bad
-    assert verify_many(items, processes=2) == verify_many(items, processes=1) == [m % 5 != 0 for m in range(1, 21)]
+    assert verify_many(items, workers=2) == verify_many(items, workers=1) == [m % 5 != 0 for m in range(1, 21)]
 
 
 # --- the sequencer -------------------------------------------------------------------------------------------
@@ -182,3 +183,37 @@ def test_the_verifier_rechecks_signatures_in_a_batch(markets, signed_setup):
     with pytest.raises(VerificationError):
         verifier.verify(forged.header(), prover.prove(forged))
     verifier.verify(batch.header(), prover.prove(batch))
+
+
+def test_submit_many_checks_signatures_on_threads_and_matches_one_by_one(markets):
+    def setup():
+        seq = Sequencer(MemoryTxStore(Exchange(markets)), StateTree(make_backend("blake2s")), BatchPolicy(100, None),
+                        require_signatures=True)
+        for who in (_owner(ALICE_KEY), _owner(BOB_KEY)):
+            seq.submit(Deposit(1, who, 10_000 * QUOTE))
+        seq.submit(OracleUpdate(1, (OraclePrice("BTC-USD", (100_000 * BTC,)),)))
+        seq.flush()
+        return seq
+
+    reference = setup()
+    alice, bob = _owner(ALICE_KEY), _owner(BOB_KEY)
+    items = []
+    for nonce in range(1, 9):
+        side, who, key = (Side.SELL, bob, BOB_KEY) if nonce % 2 else (Side.BUY, alice, ALICE_KEY)
+        items.append(_signed_order(reference, who, key, side, 10_000_000, (100_000 + nonce) * BTC, nonce=nonce))
+    items.append(items[0])  # a replayed nonce
+    tx, envelope = _signed_order(reference, alice, ALICE_KEY, Side.BUY, 10_000_000, 90_000 * BTC, nonce=20)
+    items.append((tx, envelope._replace(s=envelope.s ^ 1)))  # a broken signature
+    items.append((items[2][0], None))  # unsigned
+    one_by_one = []
+    for tx, envelope in items:
+        try:
+            one_by_one.append(reference.submit(tx, envelope))
+        except PerpdexError as error:
+            one_by_one.append(error)
+    batched = setup()
+    results = batched.submit_many(items, workers=2)
+    assert [type(r) if isinstance(r, PerpdexError) else r for r in results] == \
+        [type(r) if isinstance(r, PerpdexError) else r for r in one_by_one]
+    assert [type(r) for r in results[-3:]] == [ReplayedNonceError, SignatureError, SignatureError]
+    assert batched.flush().root == reference.flush().root

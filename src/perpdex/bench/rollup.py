@@ -18,16 +18,28 @@ from typing import Any
 from perpdex.config.markets import load_markets
 from perpdex.core.errors import PerpdexError
 from perpdex.core.exchange import Exchange
+from perpdex.core.orders import Side
+from perpdex.core.state import SubaccountId
+from perpdex.core.tx import Deposit, PlaceOrder
+from perpdex.core.units import QUOTE
 from perpdex.rollup import workload
 from perpdex.rollup.batch import BatchPolicy, MemoryTxStore
 from perpdex.rollup.encoding import GlobalState
 from perpdex.rollup.hashing import STARK_PRIME, make_backend
+from perpdex.rollup.parallel import HashWorkers
 from perpdex.rollup.sequencer import Sequencer
-from perpdex.rollup.signatures import public_key, sign, verify_many
+from perpdex.rollup.signatures import (
+    expiration_hours,
+    order_message,
+    public_key,
+    sign,
+    sign_message,
+    verify_many,
+)
 from perpdex.rollup.tree import SparseMerkleTree, StateTree
 
 ROOT_UPDATE_TARGET_RATIO = 1.25  # root-update time within 1.25x of (hash calls x one hash's cost)
-PARALLEL_TARGET_SPEEDUP = 1.7  # signature checks on 2 cores vs 1
+PARALLEL_TARGET_SPEEDUP = 1.7  # root updates and signature checks on 2 cores vs 1
 VERIFY_TARGET_PER_S = 2_500  # on 2 cores
 
 
@@ -90,22 +102,24 @@ def apply_only_tx_per_s(genesis: list[Any], trading: list[Any]) -> float:
     return len(trading) / (time.perf_counter() - started)
 
 
-def replay_root_updates(backend_name: str, genesis_batch, batches) -> list[dict]:
-    """Commit the recorded diffs into a fresh position tree on `backend_name`; time each batch's root update
-    (leaf hashes + path rehashing + global state + root) and count its hash calls."""
+def replay_root_updates(backend_name: str, genesis_batch, batches, workers: int = 1) -> list[dict]:
+    """Commit the recorded diffs into a fresh position tree on `backend_name` hashing on `workers` cores; time
+    each batch's root update (leaf hashes + path rehashing + global state + root) and count its hash calls."""
     backend = make_backend(backend_name)
-    tree = SparseMerkleTree(backend)
-    tree.update({u.position_id: u.leaf.leaf_hash(backend) for u in genesis_batch.changed})
+    tree = SparseMerkleTree(backend, workers=workers)
+    hashers = HashWorkers(backend, workers)
+    tree.update(dict(zip([u.position_id for u in genesis_batch.changed],
+                         hashers.leaves([u.leaf for u in genesis_batch.changed]))))
     results = []
     for batch in batches:
         backend.reset_calls()
         started = time.perf_counter()
-        leaves = {u.position_id: u.leaf.leaf_hash(backend) for u in batch.changed}
+        leaves = dict(zip([u.position_id for u in batch.changed], hashers.leaves([u.leaf for u in batch.changed])))
         nodes = tree.update(leaves)
-        backend.hash2(tree.root, GlobalState.from_fields(batch.global_fields).state_hash(backend))
+        root = backend.hash2(tree.root, GlobalState.from_fields(batch.global_fields).state_hash(backend))
         seconds = time.perf_counter() - started
         results.append({"batch_id": batch.batch_id, "changed_leaves": len(batch.changed), "nodes_rehashed": nodes,
-                        "hash_calls": backend.calls, "root_update_s": seconds})
+                        "hash_calls": backend.calls, "root_update_s": seconds, "root": root})
     return results
 
 
@@ -119,16 +133,64 @@ def signature_throughput(count: int, seed: int = 9) -> dict:
         r, s = sign(keys[i % 8], message)
         items.append((publics[i % 8], message, r, s))
     started = time.perf_counter()
-    one = verify_many(items, processes=1)
+    one = verify_many(items, workers=1)
     single_s = time.perf_counter() - started
     cores = os.cpu_count() or 1
     started = time.perf_counter()
-    many = verify_many(items, processes=cores)
+    many = verify_many(items, workers=cores)
     multi_s = time.perf_counter() - started
     if not (all(one) and one == many):
         raise AssertionError("signature verification disagrees between one and many processes")
     return {"signatures": count, "cores": cores, "verify_per_s_one_core": count / single_s,
             "verify_per_s_all_cores": count / multi_s, "parallel_speedup": single_s / multi_s}
+
+
+def signed_sequencer_throughput(orders: int, seed: int = 11, traders: int = 64) -> dict:
+    """STARK-signed orders through a sequencer that requires signatures, with the signature checks on one core and
+    on every core (Sequencer.submit_many); both must end at the same root. The tree hashes BLAKE2s without
+    liabilities, so the figure is about signatures and the core, not commitments."""
+    rng = random.Random(seed)
+    markets = load_markets()
+    keys = [rng.randrange(1, 2**250) for _ in range(traders)]
+    owners = [SubaccountId(hex(public_key(key))) for key in keys]
+
+    def fresh() -> Sequencer:
+        sequencer = Sequencer(MemoryTxStore(Exchange(markets)),
+                              StateTree(make_backend("blake2s"), commit_liabilities=False),
+                              BatchPolicy(max_txs=orders + 1, max_age_ms=None), require_signatures=True)
+        for tx in [Deposit(1, owner, 1_000_000 * QUOTE) for owner in owners]:
+            sequencer.submit(tx)
+        sequencer.submit(workload.genesis(0)[-1])  # the oracle prices
+        sequencer.flush()  # position ids are committed with the batch
+        return sequencer
+
+    reference = fresh()
+    price = 100_000 * workload.BTC_DOLLAR
+    items = []
+    for nonce in range(orders):
+        who = rng.randrange(traders)
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        offset = rng.randint(-3, 20) * workload.BTC_DOLLAR  # mostly resting, some crossing
+        limit = price - offset if side is Side.BUY else price + offset
+        tx = PlaceOrder(2 + nonce, owners[who], "BTC-USD", side, rng.randint(1, 10) * workload.STEP, limit)
+        message = order_message(tx, reference.tree.position_ids[owners[who]], -9, limit_fee_ppm=0, nonce=nonce,
+                                expiration_epoch_hours=expiration_hours(tx.ts_ms) + 24)
+        items.append((tx, sign_message(message, keys[who])))
+    cores = os.cpu_count() or 1
+    timings, roots = {}, {}
+    for workers in (1, cores):
+        sequencer = fresh()
+        started = time.perf_counter()
+        results = sequencer.submit_many(items, workers=workers)
+        timings[workers] = time.perf_counter() - started
+        roots[workers] = sequencer.flush().root
+        accepted = sum(1 for r in results if not isinstance(r, PerpdexError))
+    if roots[1] != roots[cores]:
+        raise AssertionError("signed orders reached different roots on one and on every core")
+    return {"signed_orders": orders, "signed_orders_accepted": accepted,
+            "signed_sequencer_tx_per_s_one_core": orders / timings[1],
+            "signed_sequencer_tx_per_s_all_cores": orders / timings[cores],
+            "signed_sequencer_speedup": timings[1] / timings[cores]}
 
 
 def run(subaccounts: int = 100_000, batch_txs: int = 10_000, batches: int = 2, seed: int = 1,
@@ -151,9 +213,11 @@ def run(subaccounts: int = 100_000, batch_txs: int = 10_000, batches: int = 2, s
                             "changed_leaves": len(b.changed), "nodes_rehashed": b.nodes_rehashed,
                             "sequencer_root_update_s": b.root_update_s} for b in per_batch]
     ok = True
+    cores = os.cpu_count() or 1
+    result["cores"] = cores
     for name in backends:
         cost = hash_cost_s(name)
-        updates = replay_root_updates(name, primary["genesis_batch"], per_batch)
+        updates = replay_root_updates(name, primary["genesis_batch"], per_batch, workers=1)
         calls = sum(u["hash_calls"] for u in updates)
         seconds = sum(u["root_update_s"] for u in updates)
         ratio = seconds / (calls * cost)
@@ -164,8 +228,17 @@ def run(subaccounts: int = 100_000, batch_txs: int = 10_000, batches: int = 2, s
         result[f"{name}_ratio_to_hash_cost"] = ratio
         if name != "blake2s":  # BLAKE2s costs under a microsecond: Python's own loop dominates, by design
             ok &= ratio <= ROOT_UPDATE_TARGET_RATIO
+        if cores >= 2 and make_backend(name).parallel:  # type: ignore[attr-defined]
+            spread = replay_root_updates(name, primary["genesis_batch"], per_batch, workers=cores)
+            if [u["root"] for u in spread] != [u["root"] for u in updates]:
+                raise AssertionError(f"{name}: roots differ between one and {cores} cores")
+            spread_s = sum(u["root_update_s"] for u in spread)
+            result[f"{name}_root_update_s_per_batch_all_cores"] = spread_s / len(spread)
+            result[f"{name}_root_update_speedup"] = seconds / spread_s
+            ok &= seconds / spread_s >= PARALLEL_TARGET_SPEEDUP
     if signatures:
         result.update(signature_throughput(signatures))
+        result.update(signed_sequencer_throughput(signatures))
         ok &= result["parallel_speedup"] >= PARALLEL_TARGET_SPEEDUP or result["cores"] < 2
         ok &= result["verify_per_s_all_cores"] >= VERIFY_TARGET_PER_S
     result["ok"] = ok

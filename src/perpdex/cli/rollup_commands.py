@@ -251,21 +251,29 @@ def bench_rollup(subaccounts: int = typer.Option(100_000, min=100, help="Funded 
                       f"(apply alone {result['apply_only_tx_per_s']:,.0f} tx/s; BLAKE2s with liabilities "
                       f"{result['sequencer_tx_per_s_blake2s_with_liabilities']:,.0f} tx/s)")
         table = Table(title="root update per batch", title_justify="left")
-        for column in ("hash", "hashes/s", "nodes rehashed", "hash calls", "root update s", "x (calls x cost)"):
+        cores = result["cores"]
+        for column in ("hash", "hashes/s", "nodes rehashed", "hash calls", "root update s (1 core)",
+                       "x (calls x cost)", f"root update s ({cores} cores)", "speed-up"):
             table.add_column(column, justify="right")
         for name in backends.split(","):
             name = name.strip()
             if f"{name}_hash_per_s" in result:
+                spread = result.get(f"{name}_root_update_s_per_batch_all_cores")
                 table.add_row(name, f"{result[f'{name}_hash_per_s']:,.0f}",
                               f"{result[f'{name}_nodes_rehashed_per_batch']:,.0f}",
                               f"{result[f'{name}_hash_calls_per_batch']:,.0f}",
                               f"{result[f'{name}_root_update_s_per_batch']:.3f}",
-                              f"{result[f'{name}_ratio_to_hash_cost']:.2f}")
+                              f"{result[f'{name}_ratio_to_hash_cost']:.2f}",
+                              "inline" if spread is None else f"{spread:.3f}",
+                              "" if spread is None else f"{result[f'{name}_root_update_speedup']:.2f}x")
         console.print(table)
         if "verify_per_s_one_core" in result:
             console.print(f"signatures: {result['verify_per_s_one_core']:,.0f}/s on one core, "
-                          f"{result['verify_per_s_all_cores']:,.0f}/s on {result['cores']} cores "
-                          f"({result['parallel_speedup']:.2f}x)")
+                          f"{result['verify_per_s_all_cores']:,.0f}/s on {cores} cores "
+                          f"({result['parallel_speedup']:.2f}x); signed orders through the sequencer "
+                          f"{result['signed_sequencer_tx_per_s_one_core']:,.0f} tx/s on one core, "
+                          f"{result['signed_sequencer_tx_per_s_all_cores']:,.0f} tx/s on {cores} "
+                          f"({result['signed_sequencer_speedup']:.2f}x)")
     print("RESULT bench=rollup ok=" + str(result["ok"]).lower() + " " + " ".join(
         f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()
         if isinstance(v, (int, float, str)) and k not in ("ok", "root")))

@@ -11,7 +11,7 @@ the open batch, so a batch never spans more than T ms of transaction time. The t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from perpdex.core.errors import PerpdexError
@@ -33,6 +33,7 @@ from perpdex.rollup.signatures import (
     SignatureError,
     SignedEnvelope,
     check_envelope,
+    verify_envelopes,
 )
 from perpdex.rollup.tree import StateTree
 
@@ -126,9 +127,11 @@ class Sequencer:
         return len(self._txs)
 
     # --- transactions ---------------------------------------------------------------------------
-    def submit(self, tx: Any, signature: SignedEnvelope | None = None) -> list[Event]:
+    def submit(self, tx: Any, signature: SignedEnvelope | None = None, *,
+               signature_valid: bool | None = None) -> list[Event]:
         """Apply one transaction (closing the open batch first if its time is up); returns its events or
-        raises its PerpdexError (SignatureError, ReplayedNonceError, or the core's), changing nothing."""
+        raises its PerpdexError (SignatureError, ReplayedNonceError, or the core's), changing nothing.
+        `signature_valid`: the envelope's STARK signature already checked (see `submit_many`)."""
         self._maybe_close_by_time(tx.ts_ms)
         if signature is None:
             if self.require_signatures and type(tx).__name__ in ("PlaceOrder", "Transfer", "Withdraw"):
@@ -137,7 +140,7 @@ class Sequencer:
         else:
             try:
                 self.nonces.check(signature)
-                check_envelope(tx, signature, self.tree.position_ids.get, self._qce)
+                check_envelope(tx, signature, self.tree.position_ids.get, self._qce, signature_valid=signature_valid)
             except PerpdexError:
                 self.rejected += 1
                 raise
@@ -153,6 +156,23 @@ class Sequencer:
         if len(self._txs) >= self.policy.max_txs:
             self.close_batch()
         return events
+
+    def submit_many(self, items: Sequence[tuple[Any, SignedEnvelope | None]], *,
+                    workers: int | None = None) -> list[list[Event] | PerpdexError]:
+        """Submit (transaction, signature or None) pairs in order; each result is the events or the error that
+        rejected it. The STARK signatures, pure functions of their envelopes, are checked first on `workers`
+        threads (every core by default); everything that depends on state (keys, position ids, nonces, margin)
+        is still checked in order, one transaction at a time, exactly as `submit` does."""
+        signed = [signature for _, signature in items if signature is not None]
+        valid = iter(verify_envelopes(signed, workers))
+        results: list[list[Event] | PerpdexError] = []
+        for tx, signature in items:
+            try:
+                results.append(self.submit(tx, signature,
+                                           signature_valid=None if signature is None else next(valid)))
+            except PerpdexError as error:
+                results.append(error)
+        return results
 
     def _qce(self, market_id: str) -> int:
         return self.exchange.market(market_id).params.quantum_conversion_exponent

@@ -30,6 +30,7 @@ from perpdex.rollup.encoding import (
     market_asset_id,
 )
 from perpdex.rollup.hashing import HashBackend
+from perpdex.rollup.parallel import HashWorkers
 
 DEFAULT_HEIGHT = 64  # StarkEx PERPETUAL_POSITION_ID_UPPER_BOUND = 2**64 (PerpetualConstants.sol)
 EMPTY_LEAF = 0
@@ -44,11 +45,12 @@ class SparseMerkleTree:
     default, so only non-default nodes are stored. `update` rehashes the union of the changed leaves' paths
     once each and returns how many internal nodes it hashed."""
 
-    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT) -> None:
+    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT, *, workers: int | None = 1) -> None:
         if not 1 <= height <= 251:
             raise TreeError("height must be within 1..251")
         self.backend = backend
         self.height = height
+        self.hashers = HashWorkers(backend, workers)
         self.defaults = empty_subtree_hashes(backend, height)
         self.levels: list[dict[int, int]] = [{} for _ in range(height + 1)]
 
@@ -72,7 +74,7 @@ class SparseMerkleTree:
                 level0[index] = leaf_hash
             else:
                 level0.pop(index, None)
-        hash2 = self.backend.hash2
+        hash_pairs = self.hashers.pairs
         defaults = self.defaults
         dirty = {index >> 1 for index in leaves}
         rehashed = 0
@@ -80,16 +82,17 @@ class SparseMerkleTree:
             below, above = self.levels[level], self.levels[level + 1]
             default_below, default_above = defaults[level], defaults[level + 1]
             get = below.get
-            for parent in dirty:
-                left = get(2 * parent, default_below)
-                right = get(2 * parent + 1, default_below)
-                node = hash2(left, right)
+            parents = list(dirty)
+            # one level's nodes are independent of each other: hashed together, on every core
+            nodes = hash_pairs([(get(2 * parent, default_below), get(2 * parent + 1, default_below))
+                                for parent in parents])
+            for parent, node in zip(parents, nodes):
                 if node == default_above:
                     above.pop(parent, None)
                 else:
                     above[parent] = node
-            rehashed += len(dirty)
-            dirty = {parent >> 1 for parent in dirty}
+            rehashed += len(parents)
+            dirty = {parent >> 1 for parent in parents}
         return rehashed
 
     def proof(self, index: int) -> tuple[int, ...]:
@@ -133,9 +136,10 @@ def sum_leaf_hash(backend: HashBackend, owner_key: int, number: int, value: int)
 class MerkleSumTree:
     """Like `SparseMerkleTree`, each node a (hash, sum) pair with sum = left sum + right sum, all sums >= 0."""
 
-    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT) -> None:
+    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT, *, workers: int | None = 1) -> None:
         self.backend = backend
         self.height = height
+        self.hashers = HashWorkers(backend, workers)
         defaults = [(0, 0)]
         for _ in range(height):
             defaults.append((sum_node_hash(backend, defaults[-1], defaults[-1]), 0))
@@ -158,25 +162,30 @@ class MerkleSumTree:
                 level0[index] = (leaf_hash, value)
             else:
                 level0.pop(index, None)
-        backend = self.backend
         dirty = {index >> 1 for index in leaves}
         rehashed = 0
+        limit = 1 << SUM_BITS
         for level in range(self.height):
             below, above = self.levels[level], self.levels[level + 1]
             default_below, default_above = self.defaults[level], self.defaults[level + 1]
-            for parent in dirty:
+            parents = list(dirty)
+            items, totals = [], []
+            for parent in parents:
                 left = below.get(2 * parent, default_below)
                 right = below.get(2 * parent + 1, default_below)
                 total = left[1] + right[1]
-                if total >= 1 << SUM_BITS:
+                if total >= limit:
                     raise TreeError("liabilities sum exceeds the tree's sum width")
-                node = (sum_node_hash(backend, left, right), total)
+                items.append((left[0], right[0], (left[1] << SUM_BITS) | right[1]))  # as sum_node_hash
+                totals.append(total)
+            for parent, node_hash, total in zip(parents, self.hashers.sum_nodes(items), totals):
+                node = (node_hash, total)
                 if node == default_above:
                     above.pop(parent, None)
                 else:
                     above[parent] = node
-            rehashed += len(dirty)
-            dirty = {parent >> 1 for parent in dirty}
+            rehashed += len(parents)
+            dirty = {parent >> 1 for parent in parents}
         return rehashed
 
     def leaf(self, index: int) -> tuple[int, int]:
@@ -302,12 +311,15 @@ class StateTree:
     INSURANCE_LEAF_OFFSET = 1  # liabilities leaves at 2**height - 1 (insurance fund) and - 2 (operator)
     OPERATOR_LEAF_OFFSET = 2
 
-    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT, *, commit_liabilities: bool = True) -> None:
+    def __init__(self, backend: HashBackend, height: int = DEFAULT_HEIGHT, *, commit_liabilities: bool = True,
+                 workers: int | None = None) -> None:
         self.backend = backend
         self.height = height
-        self.positions = SparseMerkleTree(backend, height)
+        self.workers = workers
+        self.hashers = HashWorkers(backend, workers)
+        self.positions = SparseMerkleTree(backend, height, workers=workers)
         self.commit_liabilities = commit_liabilities
-        self.liabilities = MerkleSumTree(backend, height) if commit_liabilities else None
+        self.liabilities = MerkleSumTree(backend, height, workers=workers) if commit_liabilities else None
         self.position_ids: dict[SubaccountId, int] = {}
         self.subaccount_ids: list[SubaccountId] = []  # by position id
         self.leaves: dict[int, LeafData] = {}
@@ -335,7 +347,7 @@ class StateTree:
             self.subaccount_ids.append(sid)
             new_positions.append((sid, position_id))
         subaccounts = exchange.subaccounts
-        updates: list[LeafUpdate] = []
+        changed: list[tuple[int, SubaccountId, LeafData]] = []
         for sid in sorted(changed_ids, key=self.position_ids.__getitem__):
             sub = subaccounts[sid]
             self._seen[sid] = sub
@@ -344,7 +356,10 @@ class StateTree:
             if self.leaves.get(position_id) == leaf:
                 continue
             self.leaves[position_id] = leaf
-            updates.append(LeafUpdate(position_id, sid, leaf, leaf.leaf_hash(self.backend)))
+            changed.append((position_id, sid, leaf))
+        leaf_hashes = self.hashers.leaves([leaf for _, _, leaf in changed])
+        updates = [LeafUpdate(position_id, sid, leaf, leaf_hash)
+                   for (position_id, sid, leaf), leaf_hash in zip(changed, leaf_hashes)]
         encoded_s = time.perf_counter() - started
         leaf_calls = self.backend.calls - calls_before
         tree_started = time.perf_counter()
@@ -380,16 +395,20 @@ class StateTree:
             if old is None or old.oracle_price_subticks != new.oracle_price_subticks \
                     or old.funding_index != new.funding_index:
                 revalue.update(self.position_ids[sid] for sid in holders)
-        leaves: dict[int, tuple[int, int]] = {}
         backend = self.backend
-        for position_id in revalue:
-            leaf = self.leaves[position_id]
-            value = account_value(leaf, state)
+        ids = list(revalue)
+        payouts = []
+        for position_id in ids:
+            value = account_value(self.leaves[position_id], state)
             payout, bad = (value, 0) if value >= 0 else (0, -value)
             self.total_payouts += payout - self._payouts.get(position_id, 0)
             self.total_bad_debt += bad - self._bad_debt.get(position_id, 0)
             self._payouts[position_id], self._bad_debt[position_id] = payout, bad
-            leaves[position_id] = (sum_leaf_hash(backend, leaf.owner_key, leaf.number, payout), payout)
+            payouts.append(payout)
+        # sum_leaf_hash = h(h(owner key, number), payout), computed as two rounds over every core
+        owners = self.hashers.pairs([(self.leaves[i].owner_key, self.leaves[i].number) for i in ids])
+        hashes = self.hashers.pairs(list(zip(owners, payouts)))
+        leaves: dict[int, tuple[int, int]] = {i: (h, payout) for i, h, payout in zip(ids, hashes, payouts)}
         insurance, operator = self.exchange_leaf_values(state)
         top = 1 << self.height
         leaves[top - self.INSURANCE_LEAF_OFFSET] = (sum_leaf_hash(backend, 0, 0, insurance), insurance)
@@ -414,7 +433,7 @@ class StateTree:
     def rebuild(self, exchange) -> Commitment:
         """Forget everything and commit the exchange from scratch (same ids: first-seen order is kept)."""
         order = list(self.subaccount_ids)
-        fresh = StateTree(self.backend, self.height, commit_liabilities=self.commit_liabilities)
+        fresh = StateTree(self.backend, self.height, commit_liabilities=self.commit_liabilities, workers=self.workers)
         for position_id, sid in enumerate(order):
             fresh.position_ids[sid] = position_id
             fresh.subaccount_ids.append(sid)

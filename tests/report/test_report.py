@@ -76,3 +76,24 @@ def test_empty_tables_say_no_events_instead_of_failing():
     page = render_report(empty, {"scenario": "empty", "per_market": {}, "pnl_by_type_usd": {}})
     _assert_self_contained(page)
     assert page.count(NO_EVENTS) >= 3  # funding, liquidations, bad debt / ADL
+
+
+def test_a_run_without_the_rollup_says_so_in_its_rollup_section(run_folder):
+    from perpdex.report.html import NO_ROLLUP
+
+    out, _ = run_folder
+    page = (out / "report.html").read_text()
+    assert "<h2>Rollup: batches, proofs and finality</h2>" in page and NO_ROLLUP in page
+    assert (out / "charts" / "rollup.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_rollup_section_draws_batches_withdrawals_and_proven_balances(tmp_path):
+    output = run_scenario(tiny("rollup.enabled=true", "rollup.batch_max_age_hours=0.1", "rollup.proving_fixed_minutes=3",
+                               "withdrawals.per_agent_per_day=20", days=0.03), tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    for title in ("Each batch: collecting transactions, proving, acceptance on L1",
+                  "Proof latency and time to finality per batch", "Withdrawals waiting for their batch to be accepted",
+                  "Matched vs proven balances"):
+        assert title in page, title
+    assert f"{output.summary['rollup']['batches']} batches" in page
+    assert (tmp_path / "charts" / "rollup.png").stat().st_size > 5_000

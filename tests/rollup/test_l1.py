@@ -24,7 +24,7 @@ from perpdex.rollup.encoding import account_value
 from perpdex.rollup.l1 import DAY_MS, FREEZE_GRACE_PERIOD_MS, account_key
 from tests.rollup.conftest import run_workload, small_node
 
-ALICE, BOB = SubaccountId("alice"), SubaccountId("bob")
+ALICE, BOB, CAROL = SubaccountId("alice"), SubaccountId("bob"), SubaccountId("carol")
 BTC = 100_000  # subticks per $1 of BTC-USD
 
 
@@ -142,6 +142,43 @@ def test_a_forced_trade_is_executed_between_the_two_parties(markets):
     node.finish()
     assert node.contract.forced[request.request_id].served
     assert node.sequencer.exchange.subaccount(ALICE).positions == {"BTC-USD": 10_000_000}
+
+
+def test_a_forced_trade_is_served_whatever_the_book_holds(markets):
+    """A better ask and a crossing bid resting from a third trader do not get in the way: the trade settles
+    between the two parties alone, at the agreed price, with no fee."""
+    node = small_node(markets)
+    for who in (ALICE, BOB, CAROL):
+        node.submit(Deposit(1, who, 50_000 * QUOTE))
+    node.submit(OracleUpdate(1, (OraclePrice("BTC-USD", (100_000 * BTC,)),)))
+    node.submit(PlaceOrder(1, CAROL, "BTC-USD", Side.SELL, 10_000_000, 99_000 * BTC))  # a cheaper ask
+    node.submit(PlaceOrder(1, CAROL, "BTC-USD", Side.BUY, 10_000_000, 98_000 * BTC))  # a bid
+    request = node.contract.forced_trade_request(ALICE, BOB, "BTC-USD", 10_000_000, 97_000 * BTC)
+    node.serve_forced(2)
+    node.finish()
+    assert node.contract.forced[request.request_id].served
+    exchange = node.sequencer.exchange
+    assert exchange.subaccount(ALICE).positions == {"BTC-USD": 10_000_000}
+    assert exchange.subaccount(BOB).positions == {"BTC-USD": -10_000_000}
+    assert exchange.subaccount(ALICE).usdc_quote_quantums == 50_000 * QUOTE - 97 * QUOTE  # 0.001 BTC at $97,000
+    assert exchange.subaccount(BOB).usdc_quote_quantums == 50_000 * QUOTE + 97 * QUOTE
+    assert not exchange.subaccount(CAROL).positions  # the book was not touched
+    book = exchange.markets["BTC-USD"].book
+    assert (book.best_bid(), book.best_ask()) == (98_000 * BTC, 99_000 * BTC)
+
+
+def test_an_unaffordable_forced_trade_is_served_by_a_proven_rejection(markets):
+    node = small_node(markets)
+    for who in (ALICE, BOB):
+        node.submit(Deposit(1, who, 100 * QUOTE))
+    node.submit(OracleUpdate(1, (OraclePrice("BTC-USD", (100_000 * BTC,)),)))
+    request = node.contract.forced_trade_request(ALICE, BOB, "BTC-USD", 1_000_000_000, 100_000 * BTC)  # 0.1 BTC
+    node.serve_forced(2)
+    node.finish()  # the verifier re-applies the rejected trade and gets the same error
+    resolution = next(node.sequencer.batches.batches()).forced[0]
+    assert not resolution.applied and resolution.code == "margin.insufficient"
+    assert node.contract.forced[request.request_id].served
+    assert not node.sequencer.exchange.subaccount(ALICE).positions
 
 
 def test_a_censoring_operator_gets_frozen_and_everyone_exits_exactly(markets):

@@ -18,7 +18,7 @@ from perpdex.sim.scenario import (
 )
 from tests.sim.tiny import TINY, tiny
 
-SHIPPED = ("calm", "cascade", "default", "ftx-2022", "funding-squeeze")
+SHIPPED = ("calm", "cascade", "default", "ftx-2022", "funding-squeeze", "proof-lag")
 
 
 def test_shipped_scenarios_are_listed_and_valid():
@@ -160,3 +160,14 @@ def test_effective_scenario_round_trips_through_toml(tmp_path):
     path = tmp_path / "effective.toml"
     path.write_text(scenario_to_toml(scenario))
     assert load_scenario(path) == scenario
+
+
+def test_proof_lag_is_the_default_market_through_the_rollup_with_finalized_funding():
+    proof_lag, default = load_scenario("proof-lag"), load_scenario("default")
+    rollup = proof_lag.rollup
+    assert rollup.enabled and rollup.funding == "finalized"
+    assert rollup.batch_max_age_hours == 4 and rollup.proving_fixed_minutes == 20  # StarkEx's figures
+    assert proof_lag.withdrawals.per_agent_per_day > 0
+    assert not default.rollup.enabled and default.withdrawals.per_agent_per_day == 0  # default unchanged
+    same = {"name", "description", "rollup", "withdrawals"}
+    assert proof_lag.model_dump(exclude=same) == default.model_dump(exclude=same)

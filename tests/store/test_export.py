@@ -149,3 +149,24 @@ def test_funding_payments_and_rates_are_exported(tmp_path):
     assert payments["paid_quote_quantums"].sum() == 0  # funding is zero-sum between long and short
     longs = payments.filter(pl.col("size_base_quantums") > 0)
     assert (longs["paid_quote_quantums"] > 0).all() and (longs["paid_usd"] == longs["paid_quote_quantums"] / 1e6).all()
+
+
+def test_a_forced_trade_is_logged_replayed_and_exported_as_a_fee_free_fill(tmp_path):
+    from perpdex.core.state import SubaccountId
+    from perpdex.core.tx import Deposit, ForcedTrade, OraclePrice, OracleUpdate
+
+    alice, bob = SubaccountId("alice"), SubaccountId("bob")
+    txs = [Deposit(1, alice, 10_000_000_000), Deposit(1, bob, 10_000_000_000),
+           OracleUpdate(1, (OraclePrice("BTC-USD", (10_000_000_000,)),)),
+           ForcedTrade(2, alice, bob, "BTC-USD", 10_000_000, 10_000_000_000)]  # 0.001 BTC at $100,000
+    digest, accepted = write_log(tmp_path / "forced.db", txs)
+    assert accepted == txs
+    result = export(tmp_path / "forced.db", tmp_path / "out")
+    assert result.digest == digest == replay(tmp_path / "forced.db").digest
+    fills = pl.read_parquet(tmp_path / "out" / "fills.parquet")
+    assert fills.height == 1
+    row = fills.row(0, named=True)
+    assert (row["taker_owner"], row["maker_owner"], row["quote_quantums"], row["taker_fee_quote_quantums"],
+            row["taker_order_id"]) == ("alice", "bob", 100_000_000, 0, None)
+    positions = pl.read_parquet(tmp_path / "out" / "positions.parquet").filter(pl.col("is_latest"))
+    assert sorted(positions["size_base_quantums"].to_list()) == [-10_000_000, 10_000_000]

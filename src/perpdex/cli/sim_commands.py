@@ -36,13 +36,16 @@ def sim_run(
                                                           "(repeatable; values read as TOML)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over simulated time."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
+    rollup: bool = typer.Option(False, "--rollup", help="Run through the rollup (sequencer, prover, L1): batch "
+                                                        "cadence, proof latency, finality (the scenario's [rollup] "
+                                                        "table with enabled = true; tune it with --set rollup.x=v)."),
 ) -> None:
     """Run a scenario: writes the tx log, Parquet tables, summary.json, report.html and PNG charts."""
     from perpdex.sim.run import run_scenario, summary_table
     from perpdex.sim.scenario import load_scenario
 
     try:
-        loaded = load_scenario(scenario, overrides)
+        loaded = load_scenario(scenario, (["rollup.enabled=true"] if rollup else []) + list(overrides))
         folder = out if out is not None else Path("out") / "sim" / loaded.name
         output = run_scenario(loaded, folder, seed, progress=progress and not as_json, console=console)
     except PerpdexError as error:

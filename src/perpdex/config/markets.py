@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perpdex.core.errors import MarketFileError, ParamsError
-from perpdex.core.params import LiquidityTier, MarketParams, MarketType
+from perpdex.core.params import FundingFinality, LiquidityTier, MarketParams, MarketType
 
 DEFAULT_MARKETS_FILE = "markets.toml"
 
@@ -44,6 +44,7 @@ class MarketModel(_Strict):
     market_order_slippage_ppm: int = Field(default=50_000, gt=0, lt=1_000_000)
     funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
     funding_lag_ms: int = Field(default=0, ge=0)
+    funding_finality: FundingFinality = Field(default=FundingFinality.SOFT, strict=False)  # "soft" or "finalized"
     funding: dict[str, int | str] = Field(default_factory=dict)  # that model's parameters by name
 
 

@@ -243,7 +243,20 @@ class LiquidationStalled(NamedTuple):
     reason: str
 
 
+class ForcedTradeExecuted(NamedTuple):
+    """A forced trade settled between its two parties at the agreed price, no book and no fee (StarkEx)."""
+
+    ts_ms: int
+    market_id: str
+    buyer: SubaccountId
+    seller: SubaccountId
+    size_base_quantums: int
+    price_subticks: int
+    quote_quantums: int  # paid by the buyer to the seller
+
+
 Event = (Deposited | Withdrawn | Transferred | MarginModeSet | OrderAccepted | Fill | OrderFinished
          | FundingRateComputed | FundingPaid
          | OrderRested | OrderTriggered | OraclePriceUpdated | Liquidated | Deleveraged | InsuranceFundChanged
-         | BackstopTakeover | FundTakeover | SocializedLoss | WithdrawalHaircut | BadDebt | LiquidationStalled)
+         | BackstopTakeover | FundTakeover | SocializedLoss | WithdrawalHaircut | BadDebt | LiquidationStalled
+         | ForcedTradeExecuted)

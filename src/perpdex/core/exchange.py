@@ -22,7 +22,8 @@ from perpdex.core.state import MarketState, Subaccount, SubaccountId
 from perpdex.core.liquidation import LiquidationsConfig
 from perpdex.core.screen import ExchangeScreen
 from perpdex.core.tx import (
-    CancelOrder, Deposit, FundingTick, InsuranceFundDeposit, Liquidate, OracleUpdate, PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
+    CancelOrder, Deposit, ForcedTrade, FundingFinalize, FundingTick, InsuranceFundDeposit, Liquidate, OracleUpdate,
+    PlaceOrder, SetMarginMode, Transfer, Tx, Withdraw,
 )
 from perpdex.core.units import MAX_TIMESTAMP_MS, PPM, div_floor
 
@@ -357,6 +358,8 @@ _HANDLERS: dict[type, Handler] = {
     InsuranceFundDeposit: handlers.insurance_fund_deposit.plan,
     FundingTick: handlers.funding_tick.plan,
     Liquidate: handlers.liquidate.plan,
+    FundingFinalize: handlers.funding_finalize.plan,
+    ForcedTrade: handlers.forced_trade.plan,
 }
 
 
@@ -372,4 +375,5 @@ def _after_oracle_update(ex: Exchange, tx: OracleUpdate) -> list[Event]:
 _FOLLOW_UPS: dict[type, Callable[[Exchange, Tx], list[Event]]] = {
     OracleUpdate: _after_oracle_update,
     Liquidate: handlers.liquidate.run_requested,
+    FundingFinalize: handlers.funding_finalize.release,
 }

@@ -10,6 +10,15 @@ from perpdex.core.errors import ParamsError
 from perpdex.core.units import PPM
 
 
+class FundingFinality(str, Enum):
+    """What a market's funding model sees: SOFT, every premium observation as it is made (the latest
+    matched state); FINALIZED, only observations of batches already accepted on L1, released by
+    `FundingFinalize` transactions, each interval's rate set once all its observations are proven."""
+
+    SOFT = "soft"
+    FINALIZED = "finalized"
+
+
 class MarketType(str, Enum):
     """dYdX v4 PerpetualMarketType: cross markets share collateral; isolated ones need their own."""
 
@@ -78,6 +87,7 @@ class MarketParams:
     funding_model: str = "dydx"  # perpdex.core.funding.FUNDING_MODELS
     funding_overrides: tuple[tuple[str, int | str], ...] = ()  # that model's parameters, by name
     funding_lag_ms: int = 0  # funding sees the book and index as of this long ago (e.g. the last proven batch)
+    funding_finality: FundingFinality = FundingFinality.SOFT  # finalized: funding sees proven observations only
 
     def validate(self) -> None:
         where = f"markets[{self.market_id}]"
@@ -114,6 +124,12 @@ class MarketParams:
         if not 0 <= self.funding_lag_ms <= 7 * 24 * 3_600_000:
             raise ParamsError("funding lag must be within [0, 7 days]", field=f"{where}.funding_lag_ms",
                               value=self.funding_lag_ms)
+        if not isinstance(self.funding_finality, FundingFinality):
+            raise ParamsError("funding finality must be 'soft' or 'finalized'", field=f"{where}.funding_finality",
+                              value=self.funding_finality)
+        if self.funding_finality is FundingFinality.FINALIZED and self.funding_lag_ms:
+            raise ParamsError("a fixed funding lag and finalized funding both delay what funding sees; pick one",
+                              field=f"{where}.funding_lag_ms", value=self.funding_lag_ms)
         if abs(self.default_funding_ppm) > PPM:
             raise ParamsError("default funding out of range", field=f"{where}.default_funding_ppm",
                               value=self.default_funding_ppm)

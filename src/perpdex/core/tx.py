@@ -94,6 +94,17 @@ class FundingTick(NamedTuple):
     ts_ms: int
 
 
+class FundingFinalize(NamedTuple):
+    """Premium observations made at or before `up_to_ms` are now proven (their batch was accepted on
+    L1): markets with finalized funding feed them to their funding model and close every interval
+    whose observations are all proven. The rollup node sends one per accepted batch, `up_to_ms` being
+    the last moment that batch covers (its last transaction's time, or just before the time it
+    closed at when it closed by age); `up_to_ms` may not lie after `ts_ms`."""
+
+    ts_ms: int
+    up_to_ms: int
+
+
 class InsuranceFundDeposit(NamedTuple):
     """Move USDC from a subaccount into the exchange's insurance fund (seeding or topping it up);
     the subaccount must still meet initial margin afterwards, as for a withdrawal."""
@@ -111,5 +122,18 @@ class Liquidate(NamedTuple):
     subaccount_id: SubaccountId
 
 
+class ForcedTrade(NamedTuple):
+    """A trade both parties agreed to, settled directly at `price_subticks` with no book and no fee: the
+    rollup serves an L1 forced-trade request with it (StarkEx perpetual forced trade). `buyer` buys
+    `size_base_quantums` of `market_id` from `seller`; each must pass the margin rule afterwards."""
+
+    ts_ms: int
+    buyer: SubaccountId
+    seller: SubaccountId
+    market_id: str
+    size_base_quantums: int
+    price_subticks: int
+
+
 Tx = (Deposit | Withdraw | Transfer | SetMarginMode | PlaceOrder | CancelOrder | OracleUpdate
-      | FundingTick | InsuranceFundDeposit | Liquidate)
+      | FundingTick | InsuranceFundDeposit | Liquidate | FundingFinalize | ForcedTrade)

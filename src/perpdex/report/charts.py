@@ -153,6 +153,34 @@ def pnl_chart(agent_pnl: pa.Table, path: Path) -> Path:
     return _save(figure, path)
 
 
+def rollup_chart(batches: pa.Table | None, withdrawals: pa.Table | None, proven: pa.Table | None,
+                 path: Path) -> Path:
+    """Per batch: proof latency and time to finality; withdrawals waiting; the proven state's lag."""
+    if batches is None or not batches.num_rows:
+        return _empty_card(path, "Rollup", "this run did not go through the rollup (--rollup)")
+    from perpdex.report.html import _waiting_series
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    closed = batches.column("closed_ms").to_numpy().astype("datetime64[ms]")
+    for column, label in (("proof_latency_ms", "proof latency"), ("finality_mean_ms", "mean time to finality"),
+                          ("time_to_finality_ms", "first tx's time to finality")):
+        values = batches.column(column).to_numpy(zero_copy_only=False).astype(np.float64) / 60_000
+        axes[0].plot(closed, values, marker="o", ms=3, label=label)
+    axes[0].set_title("Per batch (minutes)")
+    axes[0].legend(fontsize=8)
+    if withdrawals is not None and withdrawals.num_rows:
+        times, counts, _ = _waiting_series(withdrawals)
+        axes[1].step(times, counts, where="post")
+    axes[1].set_title("Withdrawals waiting for finality")
+    if proven is not None and proven.num_rows:
+        axes[2].plot(_times(proven), proven.column("proven_lag_ms").to_numpy() / 3_600_000, color="#d62728")
+    axes[2].set_title("Proven state lag (hours)")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+    return _save(figure, path)
+
+
 def write_charts(folder: Path, tables: dict[str, pa.Table]) -> dict[str, Path]:
     """Every chart into `folder`; returns name -> path."""
     folder = Path(folder)
@@ -164,4 +192,6 @@ def write_charts(folder: Path, tables: dict[str, pa.Table]) -> dict[str, Path]:
         "chart:liquidations": liquidations_chart(tables["liquidations"], folder / "liquidations.png"),
         "chart:insurance_fund": insurance_chart(tables["insurance_fund"], folder / "insurance_fund.png"),
         "chart:pnl": pnl_chart(tables["agent_pnl"], folder / "pnl_by_type.png"),
+        "chart:rollup": rollup_chart(tables.get("batches"), tables.get("withdrawals"), tables.get("proven_balances"),
+                                     folder / "rollup.png"),
     }

@@ -258,6 +258,167 @@ def accounts_section(accounts: pa.Table) -> str:
     return _figure_html(_layout(figure, "Subaccounts below initial margin (they can only reduce risk)"))
 
 
+# --- the rollup ----------------------------------------------------------------------------------
+NO_ROLLUP = "this run did not go through the rollup (perpdex sim run SCENARIO --rollup)"
+MAX_GANTT_BATCHES = 400
+
+
+def _ms_times(values: Sequence[int | None]) -> np.ndarray:
+    return np.array([np.datetime64(v, "ms") if v is not None else np.datetime64("NaT") for v in values])
+
+
+def _waiting_series(withdrawals: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Withdrawals applied but not yet final, over time: (times, count, USD) as steps; a withdrawal
+    is final from its batch's acceptance on (finals first at a tie)."""
+    rows = withdrawals.to_pylist()
+    changes = []
+    for row in rows:
+        changes.append((row["ts_ms"], 1, 1, row["amount_usd"]))
+        if row["final_ms"] is not None:
+            changes.append((row["final_ms"], 0, -1, -row["amount_usd"]))
+    changes.sort()
+    times, counts, values = [], [], []
+    count, value = 0, 0.0
+    for ts_ms, _, delta, amount in changes:
+        count += delta
+        value += amount
+        if times and times[-1] == ts_ms:
+            counts[-1], values[-1] = count, value
+        else:
+            times.append(ts_ms)
+            counts.append(count)
+            values.append(value)
+    return np.array(times, dtype="datetime64[ms]"), np.array(counts), np.array(values)
+
+
+def _duration(minutes: float) -> str:
+    return f"{minutes / 60:,.2f} h" if abs(minutes) >= 120 else f"{minutes:,.1f} min"
+
+
+def rollup_text(rollup: dict[str, Any]) -> str:
+    def spread(figure: dict[str, Any]) -> str:
+        if figure.get("mean") is None:
+            return "n/a"
+        return (f"mean {_duration(figure['mean'])}, p50 {_duration(figure['p50'])}, p99 {_duration(figure['p99'])}, "
+                f"max {_duration(figure['max'])}")
+
+    waiting = rollup["max_withdrawals_waiting"]
+    proving = rollup["proving"]
+    return (
+        f"<p>{rollup['batches']:,} batches ({rollup['batches_accepted']:,} accepted on L1"
+        f"{'' if rollup['settled'] else ', NOT all settled'}), closed every {rollup['batch_max_txs']:,} transactions or "
+        f"{rollup['batch_max_age_hours']:g} h of transaction time (one every "
+        f"{_duration(rollup['batch_interval_minutes'] or 0)} on average, {rollup['txs_per_batch_mean'] or 0:,.0f} "
+        f"transactions each), proved in {proving['fixed_minutes']:g} min + {proving['per_tx_ms']:g} ms per "
+        f"transaction (at most {proving['max_hours']:g} h); state tree hash {html.escape(rollup['hash'])}, "
+        f"liabilities {'committed' if rollup['commit_liabilities'] else 'not committed'}, funding "
+        f"<b>{html.escape(rollup['funding'])}</b>"
+        + (f" ({rollup['funding_finalize_txs']:,} FundingFinalize transactions)" if rollup["funding"] == "finalized"
+           else "") + ".</p>"
+        f"<ul><li>Proof latency (batch closed to proof ready): {spread(rollup['proof_latency_minutes'])}.</li>"
+        f"<li>Time to finality of a transaction (its time to its batch's acceptance): "
+        f"{spread(rollup['time_to_finality_minutes'])}.</li>"
+        f"<li>Withdrawals: {rollup['withdrawals']:,}, waiting for finality {spread(rollup['withdrawal_wait_minutes'])}; "
+        f"at most {waiting['count']:,} waiting at once, worth {_usd(waiting['usd'])}"
+        + (f" ({html.escape(waiting['at'])})" if waiting.get("at") else "") + ".</li>"
+        f"<li>The proven state (last accepted root) lags the matched one by {spread(rollup['proven_lag_minutes'])}; "
+        f"at most {_usd(rollup['max_equity_unproven_usd'])} of account equity differed from its proven value "
+        f"(summed per subaccount, after the first accepted batch).</li>"
+        f"<li>Cost: {rollup['commit_seconds']:,.1f} s committing state trees, {rollup['verify_seconds']:,.1f} s "
+        f"accepting (re-execution verifier), {rollup['published_gas']:,} gas at StarkEx's published 426 per trade, "
+        f"{rollup['calldata_bytes']:,} bytes of state diffs.</li></ul>")
+
+
+def rollup_section(batches: pa.Table, withdrawals: pa.Table, proven: pa.Table, summary: dict[str, Any]) -> str:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rollup = summary.get("rollup")
+    if not batches.num_rows:
+        return _empty(NO_ROLLUP)
+    parts = [rollup_text(rollup)] if rollup else []
+    rows = batches.to_pylist()
+    if len(rows) <= MAX_GANTT_BATCHES:
+        figure = go.Figure()
+        labels = [f"batch {row['batch_id']}" for row in rows]
+        for name, start, end, color in (("collecting transactions", "first_tx_ms", "closed_ms", "#9ecae1"),
+                                        ("proving", "closed_ms", "proof_ready_ms", "#fd8d3c"),
+                                        ("waiting for L1", "proof_ready_ms", "accepted_ms", "#31a354")):
+            starts = [row[start] for row in rows]
+            lengths = [(row[end] - row[start]) if row[end] is not None else None for row in rows]
+            figure.add_trace(go.Bar(y=labels, x=lengths, base=_ms_times(starts), orientation="h", name=name,
+                                    marker_color=color))
+        figure.update_xaxes(type="date")
+        figure.update_yaxes(autorange="reversed")
+        parts.append(_figure_html(_layout(figure, "Each batch: collecting transactions, proving, acceptance on L1",
+                                          height=min(900, 160 + 18 * len(rows)), barmode="overlay")))
+    figure = go.Figure()
+    closed = _ms_times([row["closed_ms"] for row in rows])
+    for column, name in (("proof_latency_ms", "proof latency (closed to proof ready)"),
+                         ("finality_mean_ms", "mean time to finality of its transactions"),
+                         ("time_to_finality_ms", "time to finality of its first transaction")):
+        values = np.array([row[column] if row[column] is not None else np.nan for row in rows], dtype=np.float64)
+        figure.add_trace(go.Scatter(x=closed, y=values / 60_000, name=name, mode="lines+markers"))
+    figure.update_yaxes(title_text="minutes")
+    figure.update_xaxes(title_text="batch closed")
+    parts.append(_figure_html(_layout(figure, "Proof latency and time to finality per batch")))
+    if withdrawals.num_rows and withdrawals.column("final_ms").null_count < withdrawals.num_rows:
+        times, counts, values = _waiting_series(withdrawals)
+        figure = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32],
+                               subplot_titles=("withdrawals waiting for finality", "wait per withdrawal (minutes)"),
+                               specs=[[{"secondary_y": True}, {}]])
+        figure.add_trace(go.Scatter(x=times, y=counts, name="waiting (count)", line={"shape": "hv"}), row=1, col=1)
+        figure.add_trace(go.Scatter(x=times, y=values, name="waiting (USD)", line={"shape": "hv", "dash": "dot"}),
+                         row=1, col=1, secondary_y=True)
+        waits = withdrawals.column("wait_ms").to_numpy(zero_copy_only=False).astype(np.float64) / 60_000
+        figure.add_trace(go.Histogram(x=waits[np.isfinite(waits)], name="withdrawals", nbinsx=40,
+                                      marker_color="#7f7f7f", showlegend=False), row=1, col=2)
+        figure.update_yaxes(title_text="withdrawals", row=1, col=1, secondary_y=False)
+        figure.update_yaxes(title_text="USD", row=1, col=1, secondary_y=True)
+        parts.append(_figure_html(_layout(figure, "Withdrawals waiting for their batch to be accepted")))
+    else:
+        parts.append(_empty("no withdrawals in this run (agents withdraw with --set withdrawals.per_agent_per_day=N)"))
+    if proven.num_rows:
+        figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                               subplot_titles=("equity and collateral: matched now vs at the last accepted root (USD)",
+                                               "how far the proven state lags, and the equity not yet proven"),
+                               specs=[[{}], [{"secondary_y": True}]])
+        times = _times(proven)
+        # before the first accepted batch nothing is proven: those samples are left out of the proven lines
+        nothing_proven = np.array([value is None for value in proven.column("proven_batch_id").to_pylist()])
+
+        def proven_only(column: str) -> np.ndarray:
+            values = proven.column(column).to_numpy().astype(np.float64)
+            values[nothing_proven] = np.nan
+            return values
+
+        for column, name, style in (("equity_matched_usd", "equity, matched", {"color": "#1f77b4"}),
+                                    ("equity_proven_usd", "equity, proven", {"color": "#1f77b4", "dash": "dot"}),
+                                    ("collateral_matched_usd", "USDC balances, matched", {"color": "#2ca02c"}),
+                                    ("collateral_proven_usd", "USDC balances, proven",
+                                     {"color": "#2ca02c", "dash": "dot"})):
+            values = proven_only(column) if "proven" in column else proven.column(column).to_numpy()
+            figure.add_trace(go.Scatter(x=times, y=values, name=name, line=style), row=1, col=1)
+        figure.add_trace(go.Scatter(x=times, y=proven.column("proven_lag_ms").to_numpy() / 3_600_000,
+                                    name="proven state lag (hours)", line={"color": "#d62728"}), row=2, col=1)
+        figure.add_trace(go.Scatter(x=times, y=proven_only("equity_unproven_usd"),
+                                    name="|matched - proven| equity, summed (USD)", line={"color": "#9467bd"}),
+                         row=2, col=1, secondary_y=True)
+        figure.update_yaxes(title_text="hours", row=2, col=1, secondary_y=False)
+        figure.update_yaxes(title_text="USD", row=2, col=1, secondary_y=True)
+        parts.append(_figure_html(_layout(figure, "Matched vs proven balances", height=640)))
+        below = proven.column("below_maintenance_matched").to_numpy()
+        below_proven = proven.column("below_maintenance_proven").to_numpy()
+        if below.any() or below_proven.any():
+            figure = go.Figure()
+            figure.add_trace(go.Scatter(x=times, y=below, name="below maintenance, matched", line={"shape": "hv"}))
+            figure.add_trace(go.Scatter(x=times, y=below_proven, name="below maintenance, proven",
+                                        line={"shape": "hv", "dash": "dot"}))
+            figure.update_yaxes(title_text="subaccounts")
+            parts.append(_figure_html(_layout(figure, "Margin: subaccounts below maintenance, matched vs proven")))
+    return "\n".join(parts)
+
+
 def rejections_section(rejections: pa.Table) -> str:
     if not rejections.num_rows:
         return _empty("no transaction was rejected")
@@ -327,6 +488,15 @@ padding: 3px 8px; } td.num { text-align: right; } .summary { background: #fafafa
 """
 
 
+def _table(tables: dict[str, pa.Table], name: str) -> pa.Table:
+    """A table of the run, or an empty one with its declared columns (folders written before it existed)."""
+    if name in tables:
+        return tables[name]
+    from perpdex.sim.recorder import TABLES
+
+    return pa.schema([pa.field(column, kind) for column, kind in TABLES[name]]).empty_table()
+
+
 def render_report(tables: dict[str, pa.Table], summary: dict[str, Any]) -> str:
     """The whole page as one string, plotly.js inlined."""
     from plotly.offline import get_plotlyjs
@@ -342,6 +512,9 @@ def render_report(tables: dict[str, pa.Table], summary: dict[str, Any]) -> str:
         ("Insurance fund", insurance_section(tables["insurance_fund"])),
         ("Bad debt and ADL events", bad_debt_section(tables["liquidations"])),
         ("PnL per agent type", pnl_section(tables["agent_pnl"], tables["pnl_by_type"])),
+        ("Rollup: batches, proofs and finality", rollup_section(_table(tables, "batches"),
+                                                                _table(tables, "withdrawals"),
+                                                                _table(tables, "proven_balances"), summary)),
         ("Rejected transactions", rejections_section(tables["rejections"])),
     )
     title = f"perpdex simulation: {summary.get('scenario', '')}"

@@ -361,15 +361,18 @@ class BatchTimeline(NamedTuple):
 class RollupNode:
     """Runs the operator: transactions go to the sequencer (a Deposit is first made on L1 by its user), each
     closed batch is proved (ready after the modelled proving time) and submitted to the contract once ready, in
-    order. `censor` lists forced request ids the operator ignores. Time is transaction time."""
+    order. `censor` lists forced request ids the operator ignores. Time is transaction time.
+    `on_accepted(batch, record)` is called after the contract accepts each batch (the simulator hooks in there)."""
 
     def __init__(self, sequencer: Sequencer, prover: Prover, contract: StarkExContract, *,
-                 deposit_on_l1: bool = True, committee_members: int | None = None) -> None:
+                 deposit_on_l1: bool = True, committee_members: int | None = None,
+                 on_accepted: Callable[[Batch, UpdateRecord], None] | None = None) -> None:
         self.sequencer = sequencer
         self.prover = prover
         self.contract = contract
         self.deposit_on_l1 = deposit_on_l1
         self.committee_members = committee_members
+        self.on_accepted = on_accepted
         self.queue: list[tuple[Batch, Proof, int]] = []
         self.timeline: list[BatchTimeline] = []
         self.censor: set[int] = set()
@@ -416,8 +419,8 @@ class RollupNode:
                 _, b_owner, b_number, s_owner, s_number, market_id, size, price = action
                 trade = ForcedTradeRequest(state.request_id, SubaccountId(b_owner, b_number),
                                            SubaccountId(s_owner, s_number), market_id, size, price, state.requested_ms)
-                if self.sequencer.serve_forced_trade(trade, ts_ms) is not None:
-                    self.served.add(state.request_id)
+                self.sequencer.serve_forced_trade(trade, ts_ms)
+                self.served.add(state.request_id)
 
     def _on_batch(self, batch: Batch) -> None:
         proof = self.prover.prove(batch)
@@ -432,14 +435,16 @@ class RollupNode:
             self.contract.chain.advance_to(ready)
             header = batch.header()
             if self.contract.data_availability is DataAvailability.ROLLUP:
-                self.contract.update_state(header, proof, diff=diff_bytes(batch.changed, batch.global_fields))
+                record = self.contract.update_state(header, proof, diff=diff_bytes(batch.changed, batch.global_fields))
             else:
                 assert self.contract.committee is not None
-                self.contract.update_state(header, proof,
-                                           committee_signatures=self.contract.committee.sign(header,
-                                                                                             self.committee_members))
+                record = self.contract.update_state(header, proof,
+                                                    committee_signatures=self.contract.committee.sign(
+                                                        header, self.committee_members))
             self.queue.pop(0)  # only once accepted: a refused update stays queued (the operator may retry)
             self.timeline[batch.batch_id] = self.timeline[batch.batch_id]._replace(accepted_ms=self.contract.chain.now_ms)
+            if self.on_accepted is not None:
+                self.on_accepted(batch, record)
 
     def finish(self) -> None:
         """Close the open batch and submit every proof, however long it takes."""

@@ -17,10 +17,10 @@ from typing import Any, NamedTuple, Protocol
 from perpdex.core.errors import PerpdexError
 from perpdex.core.exchange import Exchange
 from perpdex.core.state import SubaccountId
-from perpdex.core.tx import PlaceOrder, Withdraw
+from perpdex.core.tx import ForcedTrade, Withdraw
 from perpdex.rollup.batch import Batch, BatchHeader, ForcedResolution
 from perpdex.rollup.hashing import make_backend
-from perpdex.rollup.sequencer import ForcedTradeRequest, NonceRegistry, forced_trade_filled
+from perpdex.rollup.sequencer import NonceRegistry
 from perpdex.rollup.signatures import StarkOrder, check_envelope
 from perpdex.rollup.tree import StateTree
 from perpdex.rollup.validity import BatchValidator
@@ -157,7 +157,6 @@ class ReexecutionVerifier:
             else:
                 rejected_at.setdefault(resolution.tx_indices[0], []).append(resolution)
         validator = BatchValidator(ex) if self.check_validity else None
-        events_by_index: dict[int, list] = {}
         for index in range(len(batch.txs) + 1):
             for resolution in rejected_at.get(index, ()):
                 self._check_rejection(resolution, fail)
@@ -185,10 +184,9 @@ class ReexecutionVerifier:
                     validator.after_tx(tx, events, signed, before)
                 except PerpdexError as error:
                     raise fail(f"transaction {index}: {error}") from None
-            events_by_index[index] = events
             served = applied_at.get(index)
             if served is not None:
-                self._check_applied(served, batch, events_by_index, fail)
+                self._check_applied(served, batch, fail)
         commitment = self.tree.commit(ex)
         claims = (("root", commitment.root, batch.root), ("positions root", commitment.positions_root,
                                                           batch.positions_root),
@@ -217,7 +215,7 @@ class ReexecutionVerifier:
         raise fail(f"forced request {resolution.request_id} was claimed rejected but applies")
 
     @staticmethod
-    def _check_applied(resolution: ForcedResolution, batch: Batch, events_by_index: dict, fail) -> None:
+    def _check_applied(resolution: ForcedResolution, batch: Batch, fail) -> None:
         txs = [batch.txs[i] for i in resolution.tx_indices]
         action = resolution.action
         if action and action[0] == "withdrawal":
@@ -225,11 +223,8 @@ class ReexecutionVerifier:
                 raise fail(f"forced withdrawal {resolution.request_id} is not served by its transaction")
             return
         if action and action[0] == "trade":
-            _, b_owner, b_number, s_owner, s_number, market_id, size, price = action
-            request = ForcedTradeRequest(resolution.request_id, SubaccountId(b_owner, b_number),
-                                         SubaccountId(s_owner, s_number), market_id, size, price, 0)
-            if len(txs) != 2 or not forced_trade_filled(request, events_by_index[resolution.tx_indices[-1]]):
-                raise fail(f"forced trade {resolution.request_id} did not fill as requested")
+            if len(txs) != 1 or not _matches_action(txs[0], action):
+                raise fail(f"forced trade {resolution.request_id} is not served by its transaction")
             return
         raise fail(f"forced request {resolution.request_id} has an unknown action")
 
@@ -242,7 +237,6 @@ def _matches_action(tx: Any, action: tuple) -> bool:
         return type(tx) is Withdraw and tx.subaccount_id == SubaccountId(owner, number) and tx.amount_quantums == amount
     if action[0] == "trade":
         _, b_owner, b_number, s_owner, s_number, market_id, size, price = action
-        return (type(tx) is PlaceOrder and tx.market_id == market_id and tx.size_base_quantums == size
-                and tx.price_subticks == price
-                and tx.subaccount_id in (SubaccountId(b_owner, b_number), SubaccountId(s_owner, s_number)))
+        return tx == ForcedTrade(tx.ts_ms, SubaccountId(b_owner, b_number), SubaccountId(s_owner, s_number),
+                                 market_id, size, price)
     return False

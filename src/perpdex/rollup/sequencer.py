@@ -16,9 +16,8 @@ from typing import Any, NamedTuple
 
 from perpdex.core.errors import PerpdexError
 from perpdex.core.events import Event, Fill
-from perpdex.core.orders import Side, TimeInForce
 from perpdex.core.state import SubaccountId
-from perpdex.core.tx import PlaceOrder, Withdraw
+from perpdex.core.tx import ForcedTrade, Withdraw
 from perpdex.rollup.batch import (
     Batch,
     BatchPolicy,
@@ -215,35 +214,21 @@ class Sequencer:
         self._forced.append(resolution)
         return resolution
 
-    def serve_forced_trade(self, request: ForcedTradeRequest, ts_ms: int) -> ForcedResolution | None:
-        """Execute an L1 forced trade: the seller's post-only order rests at the agreed price, then the buyer's
-        fill-or-kill order at that price takes it. Served (applied) when the buyer fills entirely against the
-        seller at that price; rejected when the core refuses either order (margin, ...). Returns None when the
-        book got in the way (another maker filled the buyer first): the orders stand as ordinary transactions
-        and the request stays pending on L1 (perpdex's core has no targeted match; see the module notes)."""
+    def serve_forced_trade(self, request: ForcedTradeRequest, ts_ms: int) -> ForcedResolution:
+        """Include an L1 forced trade: applied as a core ForcedTrade (settled between the two parties at the
+        agreed price, no book, no fee), or recorded as rejected with the core's reason (a party fails the margin
+        rule, a stale oracle, ...) so the verifier can re-check the rejection. Either way it is served."""
         self._maybe_close_by_time(ts_ms)
-        size, price = request.size_base_quantums, request.price_subticks
-        maker = PlaceOrder(ts_ms, request.seller, request.market_id, Side.SELL, size, price,
-                           time_in_force=TimeInForce.POST_ONLY)
-        taker = PlaceOrder(ts_ms, request.buyer, request.market_id, Side.BUY, size, price,
-                           time_in_force=TimeInForce.FOK)
+        tx = ForcedTrade(ts_ms, request.buyer, request.seller, request.market_id, request.size_base_quantums,
+                         request.price_subticks)
         index = len(self._txs)
-        applied: list[int] = []
-        taker_events: list[Event] = []
-        for tx in (maker, taker):
-            try:
-                events = self.store.apply(tx)
-            except PerpdexError as error:
-                resolution = ForcedResolution(request.request_id, False, (index + len(applied),), error.code, tx,
-                                              forced_action(request))
-                self._forced.append(resolution)
-                return resolution
+        try:
+            events = self.store.apply(tx)
+        except PerpdexError as error:
+            resolution = ForcedResolution(request.request_id, False, (index,), error.code, tx, forced_action(request))
+        else:
             self._record(tx, events)
-            applied.append(index + len(applied))
-            taker_events = events
-        if not forced_trade_filled(request, taker_events):
-            return None
-        resolution = ForcedResolution(request.request_id, True, tuple(applied), action=forced_action(request))
+            resolution = ForcedResolution(request.request_id, True, (index,), action=forced_action(request))
         self._forced.append(resolution)
         return resolution
 
@@ -277,14 +262,6 @@ class Sequencer:
 
     def flush(self) -> Batch | None:
         return self.close_batch()
-
-
-def forced_trade_filled(request: ForcedTradeRequest, taker_events: list[Event]) -> bool:
-    """The buyer's order filled the whole size against the seller at the agreed price."""
-    fills = [e for e in taker_events if type(e) is Fill]
-    return (sum(f.size_base_quantums for f in fills) == request.size_base_quantums
-            and all(f.maker_subaccount_id == request.seller and f.taker_subaccount_id == request.buyer
-                    and f.price_subticks == request.price_subticks for f in fills))
 
 
 def forced_action(request: ForcedWithdrawalRequest | ForcedTradeRequest) -> tuple:

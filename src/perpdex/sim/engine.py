@@ -7,6 +7,9 @@ decides on it; (4) the agents that acted are shuffled with the simulation rng an
 applied in that order (an agent's own transactions keep their order); (5) the recorder samples.
 A rejected transaction (`PerpdexError`) is counted by agent type and error code and changes nothing.
 Same scenario + seed => the same transaction log and the same final `Exchange.digest()`.
+With `scenario.rollup.enabled` the exchange is the rollup sequencer's and every transaction goes
+through the rollup node (`sim.rollup.RollupRun`): with soft funding the log and digest are the same
+as without it; the operator's FundingFinalize transactions (finalized funding) join the log.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from perpdex.core.events import Fill
 from perpdex.core.exchange import Exchange
 from perpdex.store.replay import gc_paused
 from perpdex.core.liquidation import LiquidationsConfig
-from perpdex.core.params import MarketParams, MarketType
+from perpdex.core.params import FundingFinality, MarketParams, MarketType
 from perpdex.core.state import SubaccountId
 from perpdex.core.tx import (
     CancelOrder,
@@ -66,7 +69,9 @@ from perpdex.sim.models import (
     ewma_momentum,
     ewma_variance_ratio,
 )
+from perpdex.sim.agents.withdrawals import CollateralWithdrawals
 from perpdex.sim.recorder import Recorder
+from perpdex.sim.rollup import RollupRun, rollup_key_figures
 from perpdex.sim.scenario import (
     ALL_MARKETS,
     Scenario,
@@ -124,13 +129,16 @@ class PeriodicSystemStep:
 class FundingTickStep:
     """The venue's funding clock: a `FundingTick` as soon as any market's funding interval has ended
     (read from the market's funding model and state; the exchange computes the rate and moves the
-    index, positions settle lazily). Sends nothing before the market's first premium observation."""
+    index, positions settle lazily). Sends nothing before the market's first premium observation,
+    nor for markets with finalized funding (their intervals close on FundingFinalize)."""
 
     name = "funding"
 
     def maybe_txs(self, ts_ms: int, exchange: Exchange) -> list[Tx]:
         for market in exchange.markets.values():
             state = market.funding_state
+            if market.params.funding_finality is FundingFinality.FINALIZED:
+                continue
             if state is not None and ts_ms >= market.funding_interval_start_ms + market.funding_model.interval_ms(state):
                 return [FundingTick(ts_ms)]
         return []
@@ -178,6 +186,7 @@ class SimulationResult:
     wall_seconds: float
     digest: str
     traded_by_market: dict[str, int] = field(default_factory=dict)
+    rollup: RollupRun | None = None  # the rollup node the run went through (scenario.rollup.enabled)
 
     def key_figures(self) -> dict[str, Any]:
         """The figures people look at first (summary.json, the CLI, the report's text)."""
@@ -217,6 +226,8 @@ def build_markets(scenario: Scenario) -> list[MarketParams]:
         funding = {**scenario.funding, **spec.funding}
         if funding:
             changes["funding_overrides"] = tuple(sorted({**dict(params.funding_overrides), **funding}.items()))
+        if scenario.rollup.enabled and scenario.rollup.funding == "finalized":
+            changes["funding_finality"] = FundingFinality.FINALIZED
         if changes:
             params = dataclasses.replace(params, **changes)
         try:
@@ -225,6 +236,8 @@ def build_markets(scenario: Scenario) -> list[MarketParams]:
             where = f"markets.{market_id}"
             detail = (error.field or "").rpartition(".")[2]
             field_name = f"{where}.funding.{detail}" if ".funding" in (error.field or "") else where
+            if detail == "funding_lag_ms" and params.funding_finality is FundingFinality.FINALIZED:
+                field_name = "rollup.funding"
             raise ScenarioError(f"{field_name}: {error.message}", field=field_name, value=error.value) from None
         out.append(params)
     return out
@@ -329,7 +342,8 @@ class Simulation:
     """One run of a scenario with a seed. `system_steps` plug in venue mechanics beyond the built-in
     ones (the oracle with its liquidation step, and `FundingTickStep` when `scenario.funding_ticks`);
     `funding_rate_8h(exchange, market_id)` is the funding rate agents see (fraction per 8 h; default
-    the exchange's predicted rate, re-read every `funding_refresh_steps`; None falls back to the
+    the exchange's predicted rate, or with finalized funding the rate on what is proven so far
+    (`RollupRun.predicted_funding_8h`), re-read every `funding_refresh_steps`; None falls back to the
     engine's premium EWMA); `keep_txs=False` skips the in-memory log (benchmarks)."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None, *, system_steps: Sequence[SystemStep] = (),
@@ -351,7 +365,16 @@ class Simulation:
         self._build_world(np.random.default_rng(oracle_seed), np.random.default_rng(liquidity_seed))
         self.groups = build_groups(scenario, self.grid, root, self.step_ms)
         self.agents = [info for group in self.groups for info in group.infos]
-        self.exchange = Exchange(self.markets, build_liquidations_config(scenario))
+        self.withdrawals: CollateralWithdrawals | None = None
+        if scenario.withdrawals.per_agent_per_day > 0:  # its seed comes after every other: they stay as they were
+            self.withdrawals = CollateralWithdrawals(scenario.withdrawals, self.agents,
+                                                     np.random.default_rng(root.spawn(1)[0]), self.step_ms)
+        config = build_liquidations_config(scenario)
+        self.rollup = RollupRun(scenario.rollup, self.markets, config) if scenario.rollup.enabled else None
+        if self.rollup is not None and self.rollup.finalized_funding and funding_rate_8h is None:
+            self.funding_rate_8h = self.rollup.predicted_funding_8h  # the rate on what is proven
+        # one state machine: with the rollup, the sequencer's exchange is the simulation's
+        self.exchange = self.rollup.exchange if self.rollup is not None else Exchange(self.markets, config)
         self.recorder = Recorder(self.grid, self.agents)
         self.recorder.exchange = self.exchange
 
@@ -403,7 +426,8 @@ class Simulation:
         if self.exchange.tx_count:
             raise RuntimeError("this simulation has already run; create a new Simulation to run again")
         scenario, grid, exchange, recorder = self.scenario, self.grid, self.exchange, self.recorder
-        apply = exchange.apply
+        rollup = self.rollup
+        apply = rollup.apply if rollup is not None else exchange.apply
         counts = RunCounts()
         rejections: dict[tuple[str, str], int] = {}
         kinds = [agent.kind for agent in self.agents]
@@ -445,6 +469,17 @@ class Simulation:
                         handler(recorder, event)
             return True
 
+        if rollup is not None:
+            apply_submitted = submit
+            system_txs = rollup.system_txs
+
+            def submit(agent_id: int, tx: Tx, step: int) -> bool:
+                """First what the operator sends by then (FundingFinalize of accepted batches)."""
+                for system_tx in system_txs(tx.ts_ms):
+                    counts.system_transactions += 1
+                    apply_submitted(SYSTEM_AGENT, system_tx, step)
+                return apply_submitted(agent_id, tx, step)
+
         seed_quote_quantums = int(round(scenario.insurance_fund_usd * QUOTE))
         if seed_quote_quantums:
             for tx in (Deposit(self.start_ms, TREASURY, seed_quote_quantums),
@@ -468,6 +503,7 @@ class Simulation:
         funding_every = scenario.funding_refresh_steps
         funding_seen: list[float | None] = [None] * len(grid)
         groups = self.groups
+        withdrawals = self.withdrawals
         rng = self.rng
         ids = grid.ids
         index_rows = self.index_usd.tolist()
@@ -516,6 +552,8 @@ class Simulation:
                 actions: dict[int, list[Tx]] = {}
                 for group in groups:
                     group.act(view, actions)
+                if withdrawals is not None:
+                    withdrawals.act(view, actions)
                 if actions:
                     actors = list(actions)
                     order = rng.permutation(len(actors)).tolist() if len(actors) > 1 else (0,)
@@ -538,6 +576,9 @@ class Simulation:
                     recorder.sample_markets(view, index_rows[step])
                 if step % account_every == 0:
                     recorder.sample_accounts(exchange, ts_ms)
+                    if rollup is not None:
+                        rollup.advance(ts_ms)
+                        recorder.sample_proven(rollup, ts_ms, self.start_ms)
                 if progress_bar is not None and (step % update_every == 0 or step == self.steps - 1):
                     progress_bar.update(step + 1, f"{counts.orders_submitted:,} orders, {counts.fills:,} fills")
         finally:
@@ -549,6 +590,12 @@ class Simulation:
             recorder.sample_markets(view, index_rows[last])
         if last % account_every:
             recorder.sample_accounts(exchange, end_ms)
+            if rollup is not None:
+                rollup.advance(end_ms)
+                recorder.sample_proven(rollup, end_ms, self.start_ms)
+        if rollup is not None:
+            rollup.finish()  # close the open batch; every proof is submitted and accepted
+            recorder.set_rollup(rollup)
         counts.steps = self.steps
         counts.transactions_applied = len(tx_agents)
         counts.traded_quote_quantums = sum(traded_by_market.values())
@@ -559,7 +606,7 @@ class Simulation:
         wall = time.perf_counter() - started
         return SimulationResult(scenario, self.seed, self.markets, exchange, self.agents, recorder, counts, rejections,
                                 txs, tx_agents, tx_steps, self.start_ms, end_ms, self.index_usd, wall, exchange.digest(),
-                                traded_by_market)
+                                traded_by_market, rollup)
 
 
 def _progress(enabled: bool, console: Console | None, steps: int, step_ms: int, name: str) -> _SimTimeProgress | None:
@@ -672,6 +719,9 @@ def key_figures(result: SimulationResult) -> dict[str, Any]:
         "rejected": counts.rejected,
         "rejected_by_reason": dict(sorted(rejected_by_code.items(), key=lambda item: (-item[1], item[0]))),
         "per_market": markets, "pnl_by_type_usd": pnl,
+        "withdrawals": len(recorder.rows["withdrawals"]),
+        "withdrawn_usd": round(recorder.withdrawn_total_quote_quantums / QUOTE, 2),
+        "rollup": rollup_key_figures(result.rollup, recorder) if result.rollup is not None else None,
         "wall_seconds": round(seconds, 3),
         "transactions_per_s": round(counts.transactions_applied / seconds, 1) if seconds else None,
         "orders_per_s": round(counts.orders_submitted / seconds, 1) if seconds else None,

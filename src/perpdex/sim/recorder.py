@@ -14,8 +14,13 @@ Per-agent PnL is split exactly, in quote quantums, per agent (all its subaccount
   `other`;
 - other: whatever else moved its collateral; zero with today's transactions, which `tests/sim`
   checks, so a mechanism that lands without its handler shows up here instead of vanishing.
+Withdrawals (`Withdrawn` events) leave the split alone: equity + withdrawn - deposits is the total.
 Funding arbitrageurs also carry an off-exchange hedge: the opposite of each fill at the oracle price
 of the moment; its PnL is `hedge_pnl` (not part of the on-exchange split).
+
+Runs on the rollup (`sim.rollup`) add `batches` (each batch's timing: closed, proof ready, accepted),
+the finality of every withdrawal in `withdrawals`, and `proven_balances`: at each account sample,
+totals of the matched state beside the same totals at the last accepted root.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from perpdex.core.events import (
     FundingRateComputed,
     Liquidated,
     LiquidationStalled,
+    WithdrawalHaircut,
+    Withdrawn,
 )
 from perpdex.core.margin import account_risk
 from perpdex.core.units import QUOTE
@@ -43,6 +50,7 @@ from perpdex.core.units import QUOTE
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
     from perpdex.sim.agents.base import AgentInfo, MarketGrid, StepView
+    from perpdex.sim.rollup import RollupRun
 
 I64, F64, STR, BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -72,12 +80,35 @@ TABLES: dict[str, list[tuple[str, pa.DataType]]] = {
                          ("below_initial", I64), ("below_maintenance", I64), ("equity_usd", F64)],
     # once, at the end
     "agent_pnl": [("agent_id", I64), ("agent", STR), ("agent_type", STR), ("margin_mode", STR), ("market", STR),
-                  ("deposits_usd", F64), ("equity_usd", F64), ("price_pnl_usd", F64), ("funding_usd", F64),
+                  ("deposits_usd", F64), ("withdrawn_usd", F64), ("equity_usd", F64), ("price_pnl_usd", F64), ("funding_usd", F64),
                   ("fees_usd", F64), ("liquidation_fees_usd", F64), ("other_usd", F64), ("total_pnl_usd", F64),
                   ("hedge_pnl_usd", F64),
                   ("transactions", I64), ("rejected", I64), ("fills", I64), ("volume_usd", F64),
                   ("below_maintenance", BOOL)],
     "rejections": [("agent_type", STR), ("code", STR), ("count", I64)],
+    # every withdrawal applied; on the rollup, the batch holding it and when that batch was accepted on L1
+    # (final_ms: the withdrawal is claimable from then; wait_ms = final_ms - ts_ms)
+    "withdrawals": [("ts_ms", I64), ("subaccount", STR), ("agent", STR), ("agent_type", STR),
+                    ("amount_quote_quantums", I64), ("amount_usd", F64), ("batch_id", I64), ("final_ms", I64),
+                    ("wait_ms", I64)],
+    # rollup runs: one row per batch. proof_latency = proof ready - closed (the modelled proving time),
+    # accept_wait = accepted - proof ready (earlier batches, L1 blocks), time_to_finality = accepted - first
+    # tx (the longest any of its transactions waited), finality_mean = accepted - mean tx time
+    "batches": [("batch_id", I64), ("txs", I64), ("trades", I64), ("withdrawals", I64), ("first_tx_ms", I64),
+                ("last_tx_ms", I64), ("closed_ms", I64), ("proof_ready_ms", I64), ("accepted_ms", I64),
+                ("proof_latency_ms", I64), ("accept_wait_ms", I64), ("time_to_finality_ms", I64),
+                ("finality_mean_ms", F64), ("changed_leaves", I64), ("commit_seconds", F64),
+                ("calldata_bytes", I64), ("published_gas", I64), ("root", STR)],
+    # rollup runs, every `account_sample_every_steps`: all subaccounts as matched now and as of the last
+    # accepted root (proven_*); proven_lag = now - time of the last proven transaction; equity_unproven =
+    # sum over subaccounts of |matched - proven equity|; withdrawals waiting = applied, batch not accepted yet
+    "proven_balances": [("ts_ms", I64), ("proven_batch_id", I64), ("proven_up_to_ms", I64), ("proven_lag_ms", I64),
+                        ("subaccounts_matched", I64), ("subaccounts_proven", I64),
+                        ("collateral_matched_usd", F64), ("collateral_proven_usd", F64),
+                        ("equity_matched_usd", F64), ("equity_proven_usd", F64),
+                        ("maintenance_matched_usd", F64), ("maintenance_proven_usd", F64),
+                        ("below_maintenance_matched", I64), ("below_maintenance_proven", I64),
+                        ("equity_unproven_usd", F64), ("withdrawals_waiting", I64), ("withdrawals_waiting_usd", F64)],
     "activation": [("seq", I64), ("step", I64), ("agent_id", I64)],  # who sent each logged tx (-1: system)
 }
 
@@ -103,11 +134,16 @@ class Recorder:
         self.hedged = {agent.name for agent in self.agents if agent.hedged}
         self.hedge_cash = dict.fromkeys(self.hedged, 0)
         self.deposits = {agent.name: int(round(agent.capital_usd * QUOTE)) for agent in self.agents}
+        self.withdrawn = dict.fromkeys(names, 0)  # received by withdrawals (haircuts kept back are not)
+        self.withdrawal_events: list[tuple[int, Any, int]] = []  # (ts, subaccount, amount) of every Withdrawn
+        self.withdrawn_total_quote_quantums = 0
+        self._withdrawal_finality: list[tuple[int, int | None]] | None = None
         self.bankrupt: set[Any] = set()  # subaccounts that ever reported BadDebt
         self.liquidation_stalls = 0
         self.event_handlers: dict[type, Callable[[Recorder, Any], None]] = {
             Liquidated: _on_liquidated, Deleveraged: _on_deleveraged, BadDebt: _on_bad_debt,
             LiquidationStalled: _on_stalled, FundingRateComputed: _on_funding_rate, FundingPaid: _on_funding_paid,
+            Withdrawn: _on_withdrawn, WithdrawalHaircut: _on_withdrawal_haircut,
         }
         self.agent_by_owner = {agent.name: agent for agent in self.agents}
         self.exchange: Exchange | None = None  # set by the engine: the hedge reads oracle prices
@@ -245,7 +281,7 @@ class Recorder:
             fees = self.fees[name]
             funding = self.funding_ppm[name] / 1_000_000 + unsettled
             liquidation_fees = self.liquidation_fees[name]
-            total = equity - self.deposits[name]
+            total = equity + self.withdrawn[name] - self.deposits[name]
             other = total - price_pnl + fees + liquidation_fees - funding
             hedge = self.hedge_cash[name] - notional if name in self.hedged else 0
             out[name] = {"equity": equity, "price_pnl": price_pnl, "fees": fees, "liquidation_fees": liquidation_fees,
@@ -287,13 +323,57 @@ class Recorder:
             row = ledger[agent.name]
             self.rows["agent_pnl"].append((
                 agent.agent_id, agent.name, agent.kind, agent.margin_mode, agent.market,
-                self.deposits[agent.name] / QUOTE, row["equity"] / QUOTE, row["price_pnl"] / QUOTE,
+                self.deposits[agent.name] / QUOTE, self.withdrawn[agent.name] / QUOTE, row["equity"] / QUOTE, row["price_pnl"] / QUOTE,
                 row["funding"] / QUOTE, row["fees"] / QUOTE, row["liquidation_fees"] / QUOTE, row["other"] / QUOTE,
                 row["total"] / QUOTE,
                 row["hedge"] / QUOTE, int(transactions[agent.agent_id]), int(rejected[agent.agent_id]),
                 self.fills[agent.name], self.volume[agent.name] / QUOTE, bool(row["below_maintenance"])))
         for (kind, code), count in sorted(rejections.items()):
             self.rows["rejections"].append((kind, code, count))
+        finality = self._withdrawal_finality
+        if finality is not None and len(finality) != len(self.withdrawal_events):
+            raise AssertionError(f"{len(self.withdrawal_events)} withdrawals applied, {len(finality)} in batches")
+        for j, (ts_ms, sid, amount) in enumerate(self.withdrawal_events):
+            batch_id, final_ms = finality[j] if finality is not None else (None, None)
+            agent = self.agent_by_owner.get(sid.owner)
+            self.rows["withdrawals"].append((ts_ms, str(sid), sid.owner, agent.kind if agent else "system", amount,
+                                             amount / QUOTE, batch_id, final_ms,
+                                             None if final_ms is None else final_ms - ts_ms))
+
+    # --- the rollup ------------------------------------------------------------------------------
+    def sample_proven(self, rollup: RollupRun, ts_ms: int, start_ms: int) -> None:
+        """Totals over every subaccount as matched now and at the last accepted root (see TABLES)."""
+        matched, proven = rollup.exchange, rollup.proven_exchange
+        accepted = rollup.last_accepted
+        batch_id, up_to_ms = (accepted[0], accepted[2]) if accepted is not None else (None, None)
+        totals = []
+        equities = []
+        for exchange in (matched, proven):
+            collateral = equity = maintenance = below = 0
+            by_subaccount = {}
+            for sid, subaccount in exchange.subaccounts.items():
+                risk = exchange.risk(sid)
+                collateral += subaccount.usdc_quote_quantums
+                equity += risk.net_collateral
+                maintenance += risk.maintenance_requirement
+                below += risk.is_liquidatable()
+                by_subaccount[sid] = risk.net_collateral
+            totals.append((len(exchange.subaccounts), collateral, equity, maintenance, below))
+            equities.append(by_subaccount)
+        unproven = sum(abs(value - equities[1].get(sid, 0)) for sid, value in equities[0].items())
+        unproven += sum(abs(value) for sid, value in equities[1].items() if sid not in equities[0])
+        (n_m, coll_m, eq_m, mm_m, below_m), (n_p, coll_p, eq_p, mm_p, below_p) = totals
+        waiting = len(self.withdrawal_events) - rollup.final_withdrawals
+        waiting_quote = self.withdrawn_total_quote_quantums - rollup.final_withdrawn_quote_quantums
+        self.rows["proven_balances"].append((
+            ts_ms, batch_id, up_to_ms, ts_ms - (up_to_ms if up_to_ms is not None else start_ms), n_m, n_p,
+            coll_m / QUOTE, coll_p / QUOTE, eq_m / QUOTE, eq_p / QUOTE, mm_m / QUOTE, mm_p / QUOTE, below_m, below_p,
+            unproven / QUOTE, waiting, waiting_quote / QUOTE))
+
+    def set_rollup(self, rollup: RollupRun) -> None:
+        """After the rollup finished: the batches table and each withdrawal's batch and finality."""
+        self.rows["batches"] = rollup.batch_rows()
+        self._withdrawal_finality = rollup.withdrawal_finality()
 
     # --- output --------------------------------------------------------------------------------
     def records(self, name: str) -> list[dict[str, Any]]:
@@ -393,6 +473,21 @@ def _on_funding_rate(recorder: Recorder, event: FundingRateComputed) -> None:
     recorder.rows["funding"].append((event.ts_ms, event.market_id, event.funding_model, per_interval,
                                      event.funding_rate_8h_ppm, event.premium_ppm, event.samples, event.clamp_hit,
                                      event.interval_ms, price, event.funding_index_delta, event.funding_index_after))
+
+
+def _on_withdrawn(recorder: Recorder, event: Withdrawn) -> None:
+    owner = event.subaccount_id.owner
+    if owner in recorder.withdrawn:
+        recorder.withdrawn[owner] += event.amount_quantums
+    recorder.withdrawal_events.append((event.ts_ms, event.subaccount_id, event.amount_quantums))
+    recorder.withdrawn_total_quote_quantums += event.amount_quantums
+
+
+def _on_withdrawal_haircut(recorder: Recorder, event: WithdrawalHaircut) -> None:
+    """Kept back from the withdrawal to repay a socialized loss: the agent did not receive it."""
+    owner = event.subaccount_id.owner
+    if owner in recorder.withdrawn:
+        recorder.withdrawn[owner] -= event.haircut_quote_quantums
 
 
 def _on_funding_paid(recorder: Recorder, event: FundingPaid) -> None:

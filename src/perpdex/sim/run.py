@@ -153,6 +153,37 @@ def run_scenario(scenario: Scenario, out_dir: Path, seed: int | None = None, *, 
     return RunOutput(result, out_dir, summary, paths)
 
 
+def _duration(minutes: float | None) -> str:
+    if minutes is None:
+        return "n/a"
+    return f"{minutes / 60:.2f} h" if abs(minutes) >= 120 else f"{minutes:.1f} min"
+
+
+def rollup_rows(rollup: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rollup's key figures as (figure, value) rows for the CLI table."""
+    def spread(figure: dict[str, float | None]) -> str:
+        return (f"mean {_duration(figure['mean'])}, p50 {_duration(figure['p50'])}, p99 {_duration(figure['p99'])}, "
+                f"max {_duration(figure['max'])}")
+
+    waiting = rollup["max_withdrawals_waiting"]
+    batches = (f"{rollup['batches']:,} ({rollup['batches_accepted']:,} accepted, "
+               f"{'settled' if rollup['settled'] else 'NOT settled'}), one every "
+               f"{_duration(rollup['batch_interval_minutes'])}, {rollup['txs_per_batch_mean'] or 0:,.0f} "
+               f"txs each; {rollup['hash']}, funding {rollup['funding']}")
+    waiting_text = f"{waiting['count']:,} worth ${waiting['usd']:,.0f}" + (f" at {waiting['at']}" if waiting["at"] else "")
+    cost = (f"commit {rollup['commit_seconds']:.1f} s, accept + verify {rollup['verify_seconds']:.1f} s, "
+            f"{rollup['published_gas']:,} gas")
+    return [
+        ("rollup batches", batches),
+        ("proof latency", spread(rollup["proof_latency_minutes"])),
+        ("time to finality (per tx)", spread(rollup["time_to_finality_minutes"])),
+        ("withdrawal wait", spread(rollup["withdrawal_wait_minutes"]) if rollup["withdrawals"] else "no withdrawals"),
+        ("withdrawals waiting (max)", waiting_text),
+        ("proven state lag", spread(rollup["proven_lag_minutes"])),
+        ("rollup cost", cost),
+    ]
+
+
 def summary_table(summary: dict[str, Any]) -> Any:
     """The key figures as a rich Table (printed at the end of `perpdex sim run`)."""
     from rich.table import Table
@@ -194,6 +225,11 @@ def summary_table(summary: dict[str, Any]) -> Any:
         rows.append((f"PnL {kind}", f"{usd(pnl['total_pnl_usd'])} = price {usd(pnl['price_pnl_usd'])} "
                                     f"+ funding {usd(pnl['funding_usd'])} - fees {usd(pnl['fees_usd'])} "
                                     f"- liquidation {usd(pnl['liquidation_fees_usd'])}"))
+    if summary.get("withdrawals"):
+        rows.append(("withdrawals", f"{summary['withdrawals']:,} ({usd(summary['withdrawn_usd'])})"))
+    rollup = summary.get("rollup")
+    if rollup:
+        rows.extend(rollup_rows(rollup))
     rows.append(("wall time", f"{summary['wall_seconds']:.1f} s ({summary['orders_per_s']:,.0f} orders/s)"))
     rows.append(("final digest", summary["final_digest"]))
     for name, value in rows:

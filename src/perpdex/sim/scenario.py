@@ -213,6 +213,63 @@ class LiquidationsSpec(_Spec):
     spread_to_maintenance_margin_ratio_ppm: int | None = Field(default=None, gt=0)
 
 
+class WithdrawalsSpec(_Spec):
+    """Agents take collateral off the exchange: each agent of `agent_types` withdraws on average
+    `per_agent_per_day` times a simulated day, `fraction` of the free collateral of its subaccount
+    with the most, when that is at least `min_usd` (0 per day: nobody withdraws)."""
+
+    per_agent_per_day: float = Field(default=0.0, ge=0, le=1_000)
+    fraction: float = Field(default=0.25, gt=0, le=1)
+    min_usd: float = Field(default=100.0, ge=0)
+    agent_types: list[Literal["market_maker", "directional", "arbitrageur", "noise"]] = Field(
+        default=["directional", "arbitrageur", "noise"], min_length=1)
+
+
+class RollupSpec(_Spec):
+    """Run the exchange through the rollup (`perpdex.rollup`): a sequencer closes a batch every
+    `batch_max_txs` transactions or `batch_max_age_hours` of transaction time, a prover takes
+    fixed + per-transaction time to prove it, and the L1 contract accepts batches in order once
+    proved (verifying each by re-execution). Defaults are StarkEx's published figures: batches
+    within 4 h, proving about 2 h for a ~500k-transaction batch (`rollup.prover.ProvingTimeModel`).
+    `funding`: "soft" (funding sees the latest matched state) or "finalized" (only what accepted
+    batches hold, released by `FundingFinalize`). `hash`: the state tree's hash, BLAKE2s by default
+    for speed; "pedersen" is StarkEx's (about 10x the commit time: on the default scenario's ~700
+    accounts ~0.2 s a batch, small beside the verifier's re-execution)."""
+
+    enabled: bool = False  # `perpdex sim run --rollup` sets it
+    batch_max_txs: int = Field(default=500_000, ge=1, le=100_000_000)
+    batch_max_age_hours: float = Field(default=4.0, gt=0, le=168)
+    proving_fixed_minutes: float = Field(default=20.0, ge=0, le=10_080)
+    proving_per_tx_ms: float = Field(default=12.0, ge=0, le=60_000)
+    proving_max_hours: float = Field(default=12.0, gt=0, le=168)
+    funding: Literal["soft", "finalized"] = "soft"
+    hash: str = "blake2s"
+    commit_liabilities: bool = True  # also commit the liabilities (sum) tree each batch (escape of the exchange)
+    tree_height: int = Field(default=64, ge=8, le=251)
+    # the verifier's StarkEx fairness checks (rollup.validity) on top of re-execution. Off by default: they
+    # refuse the 2nd and later maker fills of one liquidation order (each Liquidated event carries the risk
+    # before its own fill, which the first fill may have lifted above maintenance), so a crash stops the run
+    fairness_checks: bool = False
+
+    @field_validator("hash")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from perpdex.rollup.hashing import BACKENDS
+
+        if value not in BACKENDS:
+            raise ValueError(f"unknown hash {value!r}; choose one of {', '.join(BACKENDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RollupSpec:
+        if self.proving_fixed_minutes > self.proving_max_hours * 60:
+            raise _FieldProblem("rollup.proving_max_hours", "must be at least proving_fixed_minutes")
+        if self.funding == "finalized" and not self.enabled:
+            raise _FieldProblem("rollup.funding", "finalized funding waits for batches accepted on L1: it needs "
+                                                  "rollup.enabled = true (or --rollup)")
+        return self
+
+
 # --- the scenario ------------------------------------------------------------------------------
 class Scenario(_Spec):
     """A whole simulation: markets and their index, scheduled events, agents and the clock."""
@@ -240,6 +297,8 @@ class Scenario(_Spec):
     liquidity_withdrawals: list[LiquidityWithdrawalSpec] = []
     demand: list[DemandSpec] = []
     agents: AgentsSpec = AgentsSpec()
+    withdrawals: WithdrawalsSpec = WithdrawalsSpec()
+    rollup: RollupSpec = RollupSpec()
 
     @field_validator("start")
     @classmethod

@@ -276,6 +276,17 @@ def _export_fill(ex: Exporter, seq: int, tx: Any, e: Fill) -> None:
            maker_fee_usd=_usd(e.maker_fee_quote_quantums))
 
 
+def _export_forced_trade(ex: Exporter, seq: int, tx: Any, e: Any) -> None:
+    """`ForcedTradeExecuted`: a fills row with the buyer as taker, no orders and no fees."""
+    scale = ex.scales[e.market_id]
+    ex.add("fills", seq=seq, ts_ms=e.ts_ms, time=e.ts_ms, market_id=e.market_id, price_subticks=e.price_subticks,
+           price_usd=scale.price(e.price_subticks), size_base_quantums=e.size_base_quantums,
+           size=scale.size(e.size_base_quantums), quote_quantums=e.quote_quantums, notional_usd=_usd(e.quote_quantums),
+           taker_side="buy", taker_owner=e.buyer.owner, taker_number=e.buyer.number, taker_fee_quote_quantums=0,
+           taker_fee_usd=0.0, maker_owner=e.seller.owner, maker_number=e.seller.number, maker_fee_quote_quantums=0,
+           maker_fee_usd=0.0)
+
+
 def _export_accepted(ex: Exporter, seq: int, tx: Any, e: OrderAccepted) -> None:
     scale = ex.scales[e.market_id]
     placed = tx if type(tx) is PlaceOrder and tx.subaccount_id == e.subaccount_id else None
@@ -368,6 +379,7 @@ _FUNDING_RATE_COLUMNS = {"ts_ms", "market_id", "funding_model", "funding_rate_8h
                          "funding_index_after"}
 
 register_event_exporter("Fill", _export_fill)
+register_event_exporter("ForcedTradeExecuted", _export_forced_trade)
 register_event_exporter("FundingPaid", _export_funding_paid)
 register_event_exporter("FundingRateComputed", _export_funding_rate)
 register_event_exporter("Liquidated", _export_liquidation)

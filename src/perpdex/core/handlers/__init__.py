@@ -2,5 +2,6 @@
 Handlers never write state; `Exchange.apply` commits what they return."""
 
 from perpdex.core.handlers import (  # noqa: F401  (imported for Exchange's dispatch table)
-    cancel_order, deposit, funding_tick, insurance_fund_deposit, liquidate, oracle_update, place_order, set_margin_mode, transfer, withdraw,
+    cancel_order, deposit, forced_trade, funding_finalize, funding_tick, insurance_fund_deposit, liquidate,
+    oracle_update, place_order, set_margin_mode, transfer, withdraw,
 )

@@ -1,5 +1,6 @@
 """FundingTick: each market whose funding interval has ended gets its rate from its model (dYdX v4
-by default, or another venue's) and its funding index moves by rate x interval x oracle price."""
+by default, or another venue's) and its funding index moves by rate x interval x oracle price.
+Markets with finalized funding are left out: their intervals close on `FundingFinalize` (funding_finalize.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from perpdex.core.funding import (
     DydxFundingModel, book_premium_ppm, funding_index_delta_from_accrual, impact_price_subticks,
     premium_ppm_from_impact_prices,
 )
+from perpdex.core.params import FundingFinality
 from perpdex.core.plan import Plan
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ def plan(ex: Exchange, tx: FundingTick) -> Plan:
         state = market.funding_state
         if state is None or market.oracle_price_subticks is None:
             continue  # no observation yet: nothing to close
+        if market.params.funding_finality is FundingFinality.FINALIZED:
+            continue  # its intervals close once proven (FundingFinalize)
         model = market.funding_model
         if tx.ts_ms < market.funding_interval_start_ms + model.interval_ms(state):
             continue
@@ -73,6 +77,10 @@ def observe(ex: Exchange, market: MarketState, ts_ms: int) -> None:
         premium = premium_ppm_from_impact_prices(impact_price_subticks(bids, notional, divisor),
                                                  impact_price_subticks(asks, notional, divisor), price)
     long_open_interest, short_open_interest = _trader_open_interest(ex, market, model)
+    if market.params.funding_finality is FundingFinality.FINALIZED:
+        # held until a FundingFinalize says the batch holding this transaction is accepted on L1
+        market.funding_observations.append((ts_ms, premium, long_open_interest, short_open_interest))
+        return
     lag = market.params.funding_lag_ms
     if not lag:
         market.funding_state = model.observe(market.funding_state, ts_ms, premium,

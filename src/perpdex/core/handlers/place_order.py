@@ -103,7 +103,7 @@ def _validated_order(ex: Exchange, market: MarketState, subaccount: Subaccount, 
         _check_price(trigger, params.subticks_per_tick, "trigger_price_subticks")
         if tif is TimeInForce.POST_ONLY:
             raise MalformedTxError("a conditional order cannot be post-only", field="time_in_force", value=tif.value)
-    _check_margin_mode(subaccount, market)
+    check_margin_mode(subaccount, market)
     if market.oracle_price_subticks is None:
         raise MissingOraclePriceError(f"no oracle price for {params.market_id} yet", field="market_id",
                                       value=params.market_id)
@@ -120,7 +120,7 @@ def _check_price(price: object, subticks_per_tick: int, field: str) -> None:
                            value=price)
 
 
-def _check_margin_mode(subaccount: Subaccount, market: MarketState) -> None:
+def check_margin_mode(subaccount: Subaccount, market: MarketState) -> None:
     """An isolated subaccount trades its one market; isolated-type markets trade only there."""
     market_id = market.params.market_id
     if subaccount.margin_mode is MarginMode.ISOLATED:

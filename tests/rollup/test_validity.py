@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perpdex.core.events import Liquidated
+from perpdex.core.events import Fill, Liquidated
+from perpdex.core.exchange import Exchange
 from perpdex.core.funding import funding_index_delta
 from perpdex.core.liquidation import bankruptcy_price_quote_quantums, position_maintenance_risk
 from perpdex.core.margin import Risk
 from perpdex.core.state import SubaccountId
 from perpdex.rollup.signatures import StarkOrder
 from perpdex.rollup.validity import (
+    BatchValidator,
     InvalidFulfillmentAmountError,
     InvalidFulfillmentAssetsRatioError,
     InvalidFulfillmentFeeRatioError,
@@ -156,3 +158,20 @@ def test_a_liquidation_fill_at_or_better_than_the_fillable_price_passes():
 def test_one_unit_worse_liquidation_is_rejected(event, error):
     with pytest.raises(error):
         check_liquidation_fill(event)
+
+
+def test_only_the_first_fill_of_a_liquidation_order_must_find_the_account_below_maintenance(markets):
+    """The first fill may lift the account above maintenance; the rest of that order (same subaccount, market and
+    fillable price) still executes. A fill that starts a new order must find it below maintenance again."""
+    lifted = LIQUIDATED_LONG._replace(net_collateral_before_quote_quantums=1_300 * 10**6, maker_order_id=8)
+    fill = Fill(1, "BTC-USD", 99_000 * 100_000, 10_000_000, 990 * 10**6, False, 0, SubaccountId("alice"), 0, 7,
+                SubaccountId("bob"), 0)
+    validator = BatchValidator(Exchange(markets))
+    before = validator.before_tx(None)
+    validator.after_tx(None, [fill, LIQUIDATED_LONG, fill._replace(maker_order_id=8), lifted], None, before)
+    assert validator.checked["liquidations"] == 2
+    new_order = lifted._replace(fillable_price_subticks=98_400 * 100_000)
+    with pytest.raises(UnliquidatablePositionError):
+        validator.after_tx(None, [LIQUIDATED_LONG, new_order], None, before)
+    with pytest.raises(UnliquidatablePositionError):
+        validator.after_tx(None, [lifted], None, before)  # a first fill, in a later transaction

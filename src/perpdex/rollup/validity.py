@@ -106,10 +106,11 @@ def check_limit_order_fill(order: StarkOrder, actual_synthetic: int, actual_coll
 
 
 # --- liquidations -----------------------------------------------------------------------------------------
-def check_liquidation_fill(event: Liquidated) -> None:
-    """A liquidation fill is fair: the subaccount was below maintenance (NC < MMR), the fill only shrinks its
-    position, and the price is no worse for it than the fillable price (a sell at or above, a buy at or below)."""
-    if not event.net_collateral_before_quote_quantums < event.maintenance_before_quote_quantums:
+def check_liquidation_fill(event: Liquidated, *, first_of_order: bool = True) -> None:
+    """A liquidation fill is fair: the subaccount was below maintenance (NC < MMR) when its liquidation order
+    started (checked on the order's first fill), the fill only shrinks its position, and the price is no worse
+    for it than the fillable price (a sell at or above, a buy at or below)."""
+    if first_of_order and not event.net_collateral_before_quote_quantums < event.maintenance_before_quote_quantums:
         raise UnliquidatablePositionError(
             f"net collateral {event.net_collateral_before_quote_quantums} >= maintenance "
             f"{event.maintenance_before_quote_quantums}", field="subaccount_id", value=str(event.subaccount_id))
@@ -205,6 +206,7 @@ class BatchValidator:
         return {market_id: market.funding_interval_start_ms for market_id, market in self.exchange.markets.items()}
 
     def after_tx(self, tx: Any, events: list, signed: StarkOrder | None, before: dict[str, int]) -> None:
+        order: tuple | None = None  # the liquidation order the last Liquidated event belonged to
         for event in events:
             kind = type(event)
             if kind is OrderAccepted and signed is not None and event.subaccount_id == tx.subaccount_id:
@@ -212,7 +214,13 @@ class BatchValidator:
             elif kind is Fill:
                 self._check_fill(event)
             elif kind is Liquidated:
-                check_liquidation_fill(event)
+                # One liquidation order (IOC at one fillable price) fills against several makers; only its first
+                # fill must find the subaccount below maintenance: that fill may lift it above, and dYdX still
+                # executes the rest of the order it sized at the start (x/clob liquidation order). A new order
+                # of the same subaccount and market gets a new fillable price (its risk moved), so a new key.
+                key = (event.subaccount_id, event.market_id, event.fillable_price_subticks)
+                check_liquidation_fill(event, first_of_order=key != order)
+                order = key
                 self.checked["liquidations"] += 1
             elif kind is FundingRateComputed:
                 market = self.exchange.markets[event.market_id]

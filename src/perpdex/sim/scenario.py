@@ -246,10 +246,9 @@ class RollupSpec(_Spec):
     hash: str = "blake2s"
     commit_liabilities: bool = True  # also commit the liabilities (sum) tree each batch (escape of the exchange)
     tree_height: int = Field(default=64, ge=8, le=251)
-    # the verifier's StarkEx fairness checks (rollup.validity) on top of re-execution. Off by default: they
-    # refuse the 2nd and later maker fills of one liquidation order (each Liquidated event carries the risk
-    # before its own fill, which the first fill may have lifted above maintenance), so a crash stops the run
-    fairness_checks: bool = False
+    # the verifier's StarkEx fairness checks (rollup.validity) on top of re-execution: fills within signed
+    # orders, liquidations at fair prices, funding within the max rate (false: re-execution only)
+    fairness_checks: bool = True
 
     @field_validator("hash")
     @classmethod

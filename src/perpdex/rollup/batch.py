@@ -9,6 +9,7 @@ canonical bytes (the store codec's transaction bodies), as StarkEx's L1 uses kec
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 import json
 import os
 from collections.abc import Iterator
@@ -131,9 +132,19 @@ class Batch:
         return tuple(mods)
 
     def tx_digest(self) -> str:
-        return tx_digest(self.txs)
+        return self._tx_digest
 
     def diff_digest(self) -> str:
+        return self._diff_digest
+
+    # computed once per batch (the prover, the contract and the node each ask; a batch is immutable, and
+    # dataclasses.replace, as tampering tests do, makes a new batch with its own cache)
+    @cached_property
+    def _tx_digest(self) -> str:
+        return tx_digest(self.txs)
+
+    @cached_property
+    def _diff_digest(self) -> str:
         return hashlib.blake2s(diff_bytes(self.changed, self.global_fields)).hexdigest()
 
     def header(self) -> BatchHeader:

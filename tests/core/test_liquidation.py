@@ -17,8 +17,11 @@ are built without it, as dYdX's test constants are.
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cmp_to_key
 
 import pytest
 
@@ -735,12 +738,106 @@ def test_quote_to_base_quantums_truncates_toward_zero() -> None:
     assert quote_to_base_quantums(-99, 10, 0) == -9  # "Negative calculation rounds up" (toward zero)
 
 
+# our own: the integer paths (no Fraction) against the exact-rational definitions they replaced
+def _fraction_fillable_price(position: int, params: MarketParams, oracle: int, risk: Risk,
+                             config: LiquidationsConfig) -> Fraction:
+    """(PNNV - clamp(BA x (1 - TNC / TMMR), 0, 1) x SMMR x PMMR) / PS, in Fractions."""
+    pmr = position_maintenance_risk(position, params, oracle)
+    rating = Fraction(config.bankruptcy_adjustment_ppm, 10**6) * (
+        1 - Fraction(risk.net_collateral, risk.maintenance_requirement))
+    rating = min(max(rating, Fraction(0)), Fraction(1))
+    spread = Fraction(pmr.maintenance_requirement * config.spread_to_maintenance_margin_ratio_ppm, 10**6)
+    return (pmr.net_collateral - rating * spread) / position
+
+
+def _fraction_to_subticks(price: Fraction, is_long: bool, qce: int, tick: int, max_subticks: int) -> int:
+    subticks = price * Fraction(10) ** -qce
+    if is_long:
+        aligned = math.ceil(Fraction(math.ceil(subticks), tick)) * tick
+    else:
+        aligned = math.floor(subticks) // tick * tick
+    return min(max(aligned, tick), max_subticks - max_subticks % tick)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_integer_price_paths_match_the_fraction_definitions(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(400):
+        market_id = rng.choice(["BTC-USD", "ETH-USD"])
+        params = MARKETS_20_10[market_id]
+        oracle = PRICES[market_id] * rng.randrange(50, 150) // 100
+        position = rng.choice([1, -1]) * params.step_base_quantums * rng.randrange(1, 10**5)
+        usdc = rng.randrange(-2, 2) * abs(base_to_quote_quantums(position, oracle, params.quantum_conversion_exponent))
+        usdc += rng.randrange(-10**9, 10**9)
+        risk = account_risk_of(usdc, {market_id: position}, MARKETS_20_10)
+        config = replace(NO_LIMIT, bankruptcy_adjustment_ppm=rng.choice([10**6, 2 * 10**6, 2**32 - 1]),
+                         spread_to_maintenance_margin_ratio_ppm=rng.choice([1, 100_000, 1_500_000]))
+        try:
+            expected = _fraction_fillable_price(position, params, oracle, risk, config)
+        except ZeroDivisionError:
+            continue
+        if expected < 0:
+            with pytest.raises(InvariantViolation):
+                fillable_price(position, -position, params=params, oracle_price_subticks=oracle,
+                               account_risk=risk, config=config)
+            continue
+        assert fillable_price(position, -position, params=params, oracle_price_subticks=oracle,
+                              account_risk=risk, config=config) == expected
+        qce = rng.choice([-9, -8, -3, 0, 1])
+        tick = rng.choice([1, 5, 100, 100_000])
+        for is_long in (True, False):
+            assert fillable_price_to_subticks(expected, is_liquidating_long=is_long, quantum_conversion_exponent=qce,
+                                              subticks_per_tick=tick) == _fraction_to_subticks(
+                expected, is_long, qce, tick, MAX_SUBTICKS)
+        quote = rng.randrange(-10**15, 10**15)
+        price = rng.randrange(1, 10**12)
+        exact = Fraction(quote) * Fraction(10) ** -qce / price
+        assert quote_to_base_quantums(quote, price, qce) == int(exact)  # int() truncates toward zero
+        delta = rng.choice([1, -1]) * rng.randrange(1, 10**9)
+        by_fraction = Fraction(-quote, delta) * Fraction(10) ** -qce
+        rounded = -(-by_fraction.numerator // by_fraction.denominator) if delta < 0 else (
+            by_fraction.numerator // by_fraction.denominator)
+        assert bankruptcy_price_subticks(quote, delta, qce) == rounded
+
+
 # our own: perpdex's orders (dYdX uses a pseudo-random start, then SortLiquidationOrders)
 def test_order_liquidation_candidates_riskiest_first_ties_by_id() -> None:
     a, b, c, d = (SubaccountId(name) for name in ("alice", "bob", "carol", "dave"))
     candidates = [(d, Risk(90, 0, 100)), (b, Risk(-5, 0, 100)), (c, Risk(45, 0, 50)), (a, Risk(90, 0, 100))]
     # NC/MMR: bob -0.05 < carol 0.9 = alice 0.9 = dave 0.9; carol ties on ratio but has lower MMR (less risky)
     assert order_liquidation_candidates(candidates) == [b, a, d, c]
+
+
+def _by_comparison(candidates: list[tuple[SubaccountId, Risk]]) -> list[SubaccountId]:
+    """The order by definition: Risk.compare_riskiness (riskier first), then the id."""
+    def compare(left: tuple[SubaccountId, Risk], right: tuple[SubaccountId, Risk]) -> int:
+        return right[1].compare_riskiness(left[1]) or (left[0] > right[0]) - (left[0] < right[0])
+    return [sid for sid, _ in sorted(candidates, key=cmp_to_key(compare))]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_order_liquidation_candidates_integer_key_matches_the_comparison(seed: int) -> None:
+    # our own: the fast path sorts by floor(NC x 2**64 / MMR); ratios closer than 2**-64 share a
+    # floor and must still come out in the exact order, as must equal ratios (then by MMR, id)
+    rng = random.Random(seed)
+    huge = 2**80  # MMRs this large put distinct ratios on one floor
+    candidates = []
+    for i in range(300):
+        kind = rng.randrange(4)
+        if kind == 0:
+            risk = Risk(rng.randrange(-10**12, 10**12), 0, rng.randrange(1, 10**9))
+        elif kind == 1:
+            risk = Risk(huge + rng.randrange(3), 0, huge + rng.randrange(3))  # ratios within 2**-78 of 1
+        elif kind == 2:
+            scale = rng.randrange(1, 4)
+            risk = Risk(45 * scale, 0, 50 * scale)  # one ratio, several MMRs
+        else:
+            risk = Risk(-rng.randrange(1, 5), 0, rng.randrange(1, 3))
+        candidates.append((SubaccountId(f"s{rng.randrange(10**6):06d}", i % 3), risk))
+    assert order_liquidation_candidates(candidates) == _by_comparison(candidates)
+    # no requirement somewhere: the comparison itself orders them
+    with_zero = [*candidates[:50], (SubaccountId("zero"), Risk(-7, 0, 0)), (SubaccountId("zero2"), Risk(3, 0, 0))]
+    assert order_liquidation_candidates(with_zero) == _by_comparison(with_zero)
 
 
 def test_maybe_position_to_liquidate_skips_liquidated_markets() -> None:

@@ -189,3 +189,38 @@ def test_lazy_candidates_follow_deleveraging_order():
         delta_base_quantums=-btc(0.4))
     assert list(_offsetting_candidates(ex, ALICE, "BTC-USD", btc(0.4))) == [c.subaccount_id for c in expected]
     assert [c.subaccount_id.owner for c in expected] == ["s0", "s1", "s2", "s3"]
+
+
+def test_walk_skips_closed_holders_until_a_commit_may_reopen_them():
+    """The handler's holder walk starts past holders it found closed (deleveraging never reopens
+    one); a commit that can reopen one (a liquidation fill) resets it, so the order stays
+    `deleveraging_order`'s."""
+    from perpdex.core.handlers import liquidate as handler
+    from perpdex.core.plan import Plan
+    from perpdex.core.tx import Deposit
+    ex = funded_exchange(usdc=1_000_000 * QUOTE)
+    shorts = [SubaccountId(f"s{i}") for i in range(3)]
+    for i, short in enumerate(shorts):
+        ex.apply(Deposit(2 + i, short, 50_000 * QUOTE))
+        ex.apply(PlaceOrder(2 + i, ALICE, "BTC-USD", BUY, btc(0.1), usd_btc(100_000)))
+        ex.apply(PlaceOrder(2 + i, short, "BTC-USD", SELL, btc(0.1), usd_btc(100_000), time_in_force=TimeInForce.IOC))
+    market = ex.market("BTC-USD")
+
+    def set_position(sid, size):
+        step = Plan()
+        copy = ex.subaccount(sid).copy()
+        copy.set_position("BTC-USD", size, market.funding_index)
+        step.subaccounts[sid] = copy
+        ex.commit_step(step)
+
+    handler._begin_step(ex)
+    try:
+        assert list(handler._offsetting_candidates(ex, ALICE, "BTC-USD", btc(0.3))) == shorts
+        set_position(shorts[0], 0)  # closed, as a deleveraging offset leaves it
+        assert list(handler._offsetting_candidates(ex, ALICE, "BTC-USD", btc(0.3))) == shorts[1:]
+        assert handler._STEP_HOLDERS[("BTC-USD", True)].start == 1  # s0 is skipped from now on
+        set_position(shorts[0], -btc(0.1))  # reopened, as only a fill can
+        handler._reset_walks()
+        assert list(handler._offsetting_candidates(ex, ALICE, "BTC-USD", btc(0.3))) == shorts
+    finally:
+        handler._end_step()

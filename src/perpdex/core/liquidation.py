@@ -205,26 +205,44 @@ def position_maintenance_risk(size_base_quantums: int, params: MarketParams, ora
     return Risk(notional, initial, maintenance)
 
 
-def _subticks_per_quote_per_base(quantum_conversion_exponent: int) -> Fraction:
-    """10**-qce: quote = base x subticks x 10**qce (units.base_to_quote_quantums), so a price in
-    quote quantums per base quantum times 10**-qce is a price in subticks."""
-    return Fraction(10) ** -quantum_conversion_exponent
+def _position_notional_and_maintenance(size_base_quantums: int, params: MarketParams,
+                                       oracle_price_subticks: int) -> tuple[int, int]:
+    """(net collateral, maintenance requirement) of `position_maintenance_risk`, as a plain pair
+    for the per-fill paths that read nothing else."""
+    notional = base_to_quote_quantums(size_base_quantums, oracle_price_subticks, params.quantum_conversion_exponent)
+    if not notional:
+        return 0, 0
+    tier = params.liquidity_tier
+    return notional, margin_requirements(abs(notional), tier, tier.initial_margin_ppm)[1]
+
+
+def _subticks_per_quote_per_base(quantum_conversion_exponent: int) -> tuple[int, int]:
+    """10**-qce as an exact (numerator, denominator) pair of positive integers: quote = base x
+    subticks x 10**qce (units.base_to_quote_quantums), so a price in quote quantums per base
+    quantum times 10**-qce is a price in subticks. Integers, not a Fraction: the callers
+    cross-multiply and round once, which gives the same result as rounding the exact ratio."""
+    if quantum_conversion_exponent <= 0:
+        return 10 ** -quantum_conversion_exponent, 1
+    return 1, 10 ** quantum_conversion_exponent
 
 
 def quote_to_base_quantums(quote_quantums: int, price_subticks: int, quantum_conversion_exponent: int) -> int:
     """Base quantums worth `quote_quantums` at a price: quote x 10**-qce / subticks, truncated toward
     zero (dYdX lib/quantums.go QuoteToBaseQuantums truncates twice; for integers that equals one
     truncation of the exact ratio). Never overstates the size a notional buys."""
-    ratio = Fraction(quote_quantums) * _subticks_per_quote_per_base(quantum_conversion_exponent)
-    return div_trunc(ratio.numerator, ratio.denominator * price_subticks)
+    numerator, denominator = _subticks_per_quote_per_base(quantum_conversion_exponent)
+    return div_trunc(quote_quantums * numerator, denominator * price_subticks)  # toward zero, as dYdX
 
 
 def validate_position_delta(position_size_base_quantums: int, delta_base_quantums: int) -> None:
     """A liquidation or deleveraging delta must have the opposite sign of the position and be no
     larger: it reduces the position, possibly to zero (L, D: ErrInvalidPerpetualPositionSizeDelta).
     Raises InvalidPositionDeltaError."""
-    if (_sign(position_size_base_quantums) * _sign(delta_base_quantums) != -1
-            or abs(delta_base_quantums) > abs(position_size_base_quantums)):
+    if position_size_base_quantums > 0:
+        reduces = -position_size_base_quantums <= delta_base_quantums < 0
+    else:  # a zero position has nothing to reduce
+        reduces = 0 < delta_base_quantums <= -position_size_base_quantums
+    if not reduces:
         raise InvalidPositionDeltaError(
             f"delta {delta_base_quantums} does not reduce position {position_size_base_quantums}",
             field="delta_base_quantums", value=delta_base_quantums)
@@ -244,13 +262,39 @@ def _require_maintenance(account_risk: Risk) -> None:
 def order_liquidation_candidates(candidates: Iterable[tuple[Any, Risk]]) -> list[Any]:
     """Subaccount ids, riskiest first (Risk.compare_riskiness: lowest NC/MMR, cross-multiplied),
     ties by subaccount id ascending. perpdex's replacement for (L) LiquidateSubaccountsAgainstOrderbook's
-    pseudo-random start plus SortLiquidationOrders: the order follows from state alone."""
+    pseudo-random start plus SortLiquidationOrders: the order follows from state alone.
+
+    When every MMR is positive (always so for liquidatable accounts) the sort runs on an integer
+    key, floor(NC x 2**64 / MMR) (floor: monotone, so a lower key is a strictly lower ratio), then
+    -MMR and the id; only runs of equal first keys are re-sorted by the exact comparison. The order
+    is the comparison's own, without one Python call per comparison.
+    """
     def compare(left: tuple[Any, Risk], right: tuple[Any, Risk]) -> int:
         by_risk = right[1].compare_riskiness(left[1])  # riskier sorts first
         if by_risk:
             return by_risk
         return -1 if left[0] < right[0] else (1 if left[0] > right[0] else 0)
-    return [subaccount_id for subaccount_id, _ in sorted(candidates, key=cmp_to_key(compare))]
+    candidates = list(candidates)
+    if not all(risk.maintenance_requirement > 0 for _, risk in candidates):
+        return [subaccount_id for subaccount_id, _ in sorted(candidates, key=cmp_to_key(compare))]
+    # floor: monotone in NC/MMR, so a lower key always means a strictly lower ratio
+    floors = [(risk.net_collateral << 64) // risk.maintenance_requirement for _, risk in candidates]
+    if len(set(floors)) == len(floors):  # no two keys equal: they alone give the order
+        return [candidates[index][0] for index in sorted(range(len(floors)), key=floors.__getitem__)]
+    keyed = sorted((floors[index], -risk.maintenance_requirement, subaccount_id, index)
+                   for index, (subaccount_id, risk) in enumerate(candidates))
+    ordered: list[Any] = []
+    start, count = 0, len(keyed)
+    while start < count:
+        end = start + 1
+        while end < count and keyed[end][0] == keyed[start][0]:
+            end += 1
+        run = [candidates[entry[3]] for entry in keyed[start:end]]
+        if end - start > 1:  # equal floors: the ratios may still differ, compare them exactly
+            run.sort(key=cmp_to_key(compare))
+        ordered.extend(subaccount_id for subaccount_id, _ in run)
+        start = end
+    return ordered
 
 
 def maybe_position_to_liquidate(positions: Mapping[str, int],
@@ -284,11 +328,12 @@ def bankruptcy_price_quote_quantums(position_size_base_quantums: int, delta_base
     Raises InvalidPositionDeltaError, or LiquidationError if the account has no maintenance requirement.
     """
     validate_position_delta(position_size_base_quantums, delta_base_quantums)
-    before = position_maintenance_risk(position_size_base_quantums, params, oracle_price_subticks)
-    after = position_maintenance_risk(position_size_base_quantums + delta_base_quantums, params,
-                                      oracle_price_subticks)
-    delta_net_notional = after.net_collateral - before.net_collateral
-    delta_maintenance = after.maintenance_requirement - before.maintenance_requirement
+    notional_before, maintenance_before = _position_notional_and_maintenance(
+        position_size_base_quantums, params, oracle_price_subticks)
+    notional_after, maintenance_after = _position_notional_and_maintenance(
+        position_size_base_quantums + delta_base_quantums, params, oracle_price_subticks)
+    delta_net_notional = notional_after - notional_before
+    delta_maintenance = maintenance_after - maintenance_before
     if delta_maintenance > 0:
         raise InvariantViolation("a reducing delta raised the maintenance requirement")  # dYdX panics
     _require_maintenance(account_risk)
@@ -306,11 +351,14 @@ def bankruptcy_price_subticks(bankruptcy_quote_quantums: int, delta_base_quantum
     zero or negative when the account can close at any price. Raises ValueError on a zero delta."""
     if not delta_base_quantums:
         raise ValueError("delta_base_quantums must not be zero")
-    price = Fraction(-bankruptcy_quote_quantums, delta_base_quantums) * _subticks_per_quote_per_base(
-        quantum_conversion_exponent)
+    numerator, denominator = _subticks_per_quote_per_base(quantum_conversion_exponent)
+    numerator *= -bankruptcy_quote_quantums
+    denominator *= delta_base_quantums
+    if denominator < 0:  # the exact ratio with a positive denominator, so floor and ceil act on its value
+        numerator, denominator = -numerator, -denominator
     if delta_base_quantums < 0:
-        return div_ceil(price.numerator, price.denominator)  # up: sell no lower than bankruptcy
-    return div_floor(price.numerator, price.denominator)  # down: buy no higher than bankruptcy
+        return div_ceil(numerator, denominator)  # up: sell no lower than bankruptcy
+    return div_floor(numerator, denominator)  # down: buy no higher than bankruptcy
 
 
 # --- fillable price ------------------------------------------------------------------------
@@ -326,18 +374,43 @@ def fillable_price(position_size_base_quantums: int, delta_base_quantums: int, *
     away from the oracle: below it for a long, above for a short. The price depends on the whole
     position, not on the delta, which is only validated (as in dYdX). Convert it with
     `fillable_price_to_subticks`. Raises InvalidPositionDeltaError or LiquidationError.
+    The exchange's hot path uses `fillable_price_ratio` (the same value as two integers).
+    """
+    numerator, denominator = fillable_price_ratio(
+        position_size_base_quantums, delta_base_quantums, params=params, oracle_price_subticks=oracle_price_subticks,
+        account_risk=account_risk, config=config)
+    return Fraction(numerator, denominator)
+
+
+def fillable_price_ratio(position_size_base_quantums: int, delta_base_quantums: int, *, params: MarketParams,
+                         oracle_price_subticks: int, account_risk: Risk, config: LiquidationsConfig
+                         ) -> tuple[int, int]:
+    """`fillable_price` as an unreduced (numerator, denominator > 0) pair of integers, no Fraction.
+
+    With ABR = rn / rd, rn = BA x (TMMR - TNC) clamped to [0, rd], rd = 1e6 x TMMR (TMMR > 0) and
+    the max spread PMMR x SMMR / 1e6, the price is
+    (PNNV x rd x 1e6 - rn x PMMR x SMMR) / (rd x 1e6 x PS): exact, nothing rounds here (the one
+    rounding is `fillable_price_ratio_to_subticks`'s). Same checks and errors as `fillable_price`.
     """
     validate_position_delta(position_size_base_quantums, delta_base_quantums)
     _require_maintenance(account_risk)
-    position = position_maintenance_risk(position_size_base_quantums, params, oracle_price_subticks)
-    unbounded = Fraction(config.bankruptcy_adjustment_ppm, PPM) * (
-        1 - Fraction(account_risk.net_collateral, account_risk.maintenance_requirement))
-    rating = min(max(unbounded, Fraction(0)), Fraction(1))
-    max_spread = Fraction(position.maintenance_requirement * config.spread_to_maintenance_margin_ratio_ppm, PPM)
-    price = (position.net_collateral - rating * max_spread) / position_size_base_quantums
-    if price < 0:
-        raise InvariantViolation(f"negative fillable price {price}")  # dYdX panics: only a bug gets here
-    return price
+    position_notional, position_maintenance = _position_notional_and_maintenance(
+        position_size_base_quantums, params, oracle_price_subticks)
+    total_maintenance = account_risk.maintenance_requirement
+    rating_denominator = PPM * total_maintenance  # > 0
+    rating_numerator = config.bankruptcy_adjustment_ppm * (total_maintenance - account_risk.net_collateral)
+    if rating_numerator < 0:  # clamp ABR to [0, 1]
+        rating_numerator = 0
+    elif rating_numerator > rating_denominator:
+        rating_numerator = rating_denominator
+    numerator = (position_notional * rating_denominator * PPM
+                 - rating_numerator * position_maintenance * config.spread_to_maintenance_margin_ratio_ppm)
+    denominator = rating_denominator * PPM * position_size_base_quantums
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    if numerator < 0:  # dYdX panics: only a bug gets here
+        raise InvariantViolation(f"negative fillable price {Fraction(numerator, denominator)}")
+    return numerator, denominator
 
 
 def fillable_price_to_subticks(fillable_price_quote_per_base: Fraction, *, is_liquidating_long: bool,
@@ -350,14 +423,29 @@ def fillable_price_to_subticks(fillable_price_quote_per_base: Fraction, *, is_li
     [subticks_per_tick, the largest tick multiple <= max_subticks] (dYdX: MaxUint64; perpdex's
     order bound is units.MAX_SUBTICKS). A negative price is a bug (InvariantViolation).
     """
-    if fillable_price_quote_per_base < 0:
+    price = Fraction(fillable_price_quote_per_base)
+    return fillable_price_ratio_to_subticks(price.numerator, price.denominator,
+                                            is_liquidating_long=is_liquidating_long,
+                                            quantum_conversion_exponent=quantum_conversion_exponent,
+                                            subticks_per_tick=subticks_per_tick, max_subticks=max_subticks)
+
+
+def fillable_price_ratio_to_subticks(numerator: int, denominator: int, *, is_liquidating_long: bool,
+                                     quantum_conversion_exponent: int, subticks_per_tick: int,
+                                     max_subticks: int = MAX_SUBTICKS) -> int:
+    """`fillable_price_to_subticks` of the price numerator / denominator (denominator > 0, as
+    `fillable_price_ratio` returns it): subticks = numerator x 10**-qce / denominator, rounded
+    once from the exact value, so the result equals the Fraction path's."""
+    if numerator < 0:
         raise InvariantViolation("fillable price must not be negative")
-    subticks = Fraction(fillable_price_quote_per_base) * _subticks_per_quote_per_base(quantum_conversion_exponent)
+    scale_numerator, scale_denominator = _subticks_per_quote_per_base(quantum_conversion_exponent)
+    numerator *= scale_numerator
+    denominator *= scale_denominator
     if is_liquidating_long:
-        rounded = div_ceil(subticks.numerator, subticks.denominator)  # up: the sell never undercuts
+        rounded = div_ceil(numerator, denominator)  # up: the sell never undercuts
         aligned = div_ceil(rounded, subticks_per_tick) * subticks_per_tick  # up to a tick, same reason
     else:
-        rounded = div_floor(subticks.numerator, subticks.denominator)  # down: the buy never overpays
+        rounded = div_floor(numerator, denominator)  # down: the buy never overpays
         aligned = div_floor(rounded, subticks_per_tick) * subticks_per_tick
     upper = max_subticks - max_subticks % subticks_per_tick
     return min(max(aligned, subticks_per_tick), upper)

@@ -417,9 +417,12 @@ class ExchangeScreen:
             if self.dirty:
                 market_ids = screen.market_ids
                 rows, balances, blocks = [], [], []
+                subaccounts, funding_epoch, row_of = exchange.subaccounts, exchange.funding_epoch, self.rows
                 for subaccount_id in self.dirty:
-                    subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
-                    rows.append(self.rows[subaccount_id])
+                    subaccount = subaccounts[subaccount_id]
+                    if subaccount.funding_epoch != funding_epoch:  # else `settled_view` is the stored one
+                        subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
+                    rows.append(row_of[subaccount_id])
                     balances.append(subaccount.usdc_quote_quantums)
                     positions = subaccount.positions
                     blocks.append([positions.get(market_id, 0) for market_id in market_ids])

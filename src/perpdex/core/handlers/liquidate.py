@@ -13,7 +13,7 @@ from perpdex.core.handlers.place_order import slippage_limit_subticks
 from perpdex.core.liquidation import (
     NO_LIQUIDATIONS, LiquidationError, LiquidationsConfig, SubaccountLiquidationInfo,
     bankruptcy_price_quote_quantums, bankruptcy_price_subticks, can_deleverage, check_fill_against_subaccount_block_limits,
-    deleveraging_offset_base_quantums, fillable_price, fillable_price_to_subticks,
+    deleveraging_offset_base_quantums, fillable_price_ratio, fillable_price_ratio_to_subticks,
     insurance_fund_delta, is_valid_insurance_fund_delta, liquidatable_position_size_delta,
     maybe_position_to_liquidate, order_liquidation_candidates,
 )
@@ -51,36 +51,75 @@ def plan(ex: Exchange, tx: Liquidate) -> Plan:
 
 
 def run_requested(ex: Exchange, tx: Liquidate) -> list[Event]:
-    _STEP_HOLDERS.clear()
-    return liquidate_subaccount(ex, tx.subaccount_id, tx.ts_ms)
+    _begin_step(ex)
+    try:
+        return liquidate_subaccount(ex, tx.subaccount_id, tx.ts_ms)
+    finally:
+        _end_step()
 
 
 def run_step(ex: Exchange, ts_ms: int) -> list[Event]:
     """The exchange's liquidation step after an oracle update: screen candidates (vectorized,
     never missing one), confirm each exactly, liquidate riskiest first, ties by subaccount id."""
+    reuse = _begin_step(ex)
+    try:
+        return _run_step(ex, ts_ms, reuse)
+    finally:
+        _end_step()
+
+
+def _run_step(ex: Exchange, ts_ms: int, reuse: bool) -> list[Event]:
     confirmed = []
     for subaccount_id in ex.liquidation_candidates():
-        risk = ex.risk(subaccount_id)
+        risk = _current_risk(ex, subaccount_id)
         if risk.is_liquidatable():
             confirmed.append((subaccount_id, risk))
+    order = order_liquidation_candidates(confirmed)
+    # With `reuse` (see `_STEP_RISKS`), a confirmed risk still holds when the account's turn comes
+    # if no commit replaced its subaccount meanwhile. Kept in dicts, not (subaccount, risk) pairs:
+    # no extra object per account outlives the step's start (fewer for the collector to scan).
+    known_risks: dict[SubaccountId, Risk] = dict(confirmed) if reuse else {}
+    del confirmed
+    subaccounts = ex.subaccounts
+    known_subaccounts = {subaccount_id: subaccounts[subaccount_id] for subaccount_id in known_risks}
     events: list[Event] = []
-    _STEP_HOLDERS.clear()
-    for subaccount_id in order_liquidation_candidates(confirmed):
-        events.extend(liquidate_subaccount(ex, subaccount_id, ts_ms))
+    for subaccount_id in order:
+        known_subaccount = known_subaccounts.pop(subaccount_id, None)
+        known = None if known_subaccount is None else (known_subaccount, known_risks.pop(subaccount_id))
+        events.extend(liquidate_subaccount(ex, subaccount_id, ts_ms, confirmed=known))
     return events
 
 
-def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
-    """Liquidate one subaccount under the exchange's policy (`LiquidationsConfig.policy`)."""
+def _current_risk(ex: Exchange, subaccount_id: SubaccountId) -> Risk:
+    """`ex.risk` without the view's indirections (the hot path calls it several times per account):
+    a subaccount committed since the last funding index move has nothing to settle, so `settled`
+    would return it as it is."""
+    subaccount = ex.subaccounts[subaccount_id]
+    known = _STEP_RISKS.get(subaccount_id)
+    if known is not None and known[0] is subaccount:
+        return known[1]
+    if subaccount.funding_epoch != ex.funding_epoch:
+        return ex.risk(subaccount_id)
+    if not subaccount.positions:  # what account_risk gives without positions (a deleveraged account's usual state)
+        return Risk(subaccount.usdc_quote_quantums, 0, 0)
+    return account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
+
+
+def liquidate_subaccount(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int, *,
+                         confirmed: tuple[Subaccount, Risk] | None = None) -> list[Event]:
+    """Liquidate one subaccount under the exchange's policy (`LiquidationsConfig.policy`).
+    `confirmed`: (stored subaccount, its risk) from the step's exact check, reused while that
+    subaccount is still the stored one (see `run_step` for when that is sound)."""
     policy = ex.liquidations_config.policy
     if policy == "hyperliquid":
         return _liquidate_hyperliquid(ex, subaccount_id, ts_ms)
     if policy == "paradex":
         return _liquidate_paradex(ex, subaccount_id, ts_ms)
-    return _liquidate_dydx(ex, subaccount_id, ts_ms)
+    return _liquidate_dydx(ex, subaccount_id, ts_ms, confirmed)
 
 
-def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> list[Event]:
+def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int,
+                    confirmed: tuple[Subaccount, Risk] | None = None) -> list[Event]:
     """dYdX v4: liquidate until the subaccount stands at or above maintenance, in windows (each one
     the per-block limits apply to); a window that changes nothing ends it."""
     events: list[Event] = []
@@ -90,19 +129,29 @@ def _liquidate_dydx(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) -> li
         progressed = False
         while True:
             subaccount = ex.subaccounts[subaccount_id]
-            risk = ex.risk(subaccount_id)
+            if confirmed is not None and confirmed[0] is subaccount:
+                risk = confirmed[1]
+            else:
+                risk = _current_risk(ex, subaccount_id)
+            confirmed = None
             if not risk.is_liquidatable():
                 return events
             market_id = maybe_position_to_liquidate(subaccount.positions, info)
             if market_id is None:
+                confirmed = (subaccount, risk)  # nothing commits before the next window reads it
                 break
-            filled, info = _liquidate_position(ex, subaccount, market_id, risk, info, config, ts_ms, events)
+            filled, info, risk_after = _liquidate_position(ex, subaccount, market_id, risk, info, config, ts_ms,
+                                                           events)
             info = info.with_market_liquidated(market_id)
             if filled:
                 progressed = True
+                if risk_after is not None:
+                    confirmed = (ex.subaccounts[subaccount_id], risk_after)
                 continue
-            if can_deleverage(ex.risk(subaccount_id)):
-                progressed |= _deleverage(ex, subaccount_id, market_id, ts_ms, events)
+            # Nothing filled, so `risk` is still the account's: a step without fills commits at most
+            # its funding settlement (the value `ex.risk` already counts) and maker cancels.
+            if can_deleverage(risk):
+                progressed |= _deleverage(ex, subaccount_id, market_id, ts_ms, events, bankrupt_risk=risk)
             else:
                 events.append(LiquidationStalled(ts_ms, subaccount_id, market_id,
                                                  "no liquidity within the fillable price"))
@@ -163,7 +212,7 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
         is_buy = position < 0
         limit = slippage_limit_subticks(market.oracle_price_subticks, is_buy, config.market_order_slippage_ppm,
                                         params.subticks_per_tick)
-        filled, _ = _liquidate_position(ex, subaccount, market_id, ex.risk(subaccount_id), NO_LIQUIDATIONS,
+        filled, _, _ = _liquidate_position(ex, subaccount, market_id, ex.risk(subaccount_id), NO_LIQUIDATIONS,
                                         config, ts_ms, events, order=(size if is_buy else -size, limit),
                                         fund_may_pay=False, fee_cap_ppm=0)
         if not filled:
@@ -203,6 +252,7 @@ def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int,
                                         risk.net_collateral, risk.maintenance_requirement))
     ex.commit_step(step)
     events.extend(step.events)
+    _reset_walks()  # the vault took positions
     if ex.risk(BACKSTOP_VAULT).net_collateral < 0:
         _STEP_HOLDERS.clear()
         for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
@@ -275,6 +325,7 @@ def _liquidate_paradex(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int) ->
     step.subaccounts[FUND_ACCOUNT] = fund
     ex.commit_step(step)
     events.extend(step.events)
+    _reset_walks()  # the fund's account took positions
     fund_risk = ex.risk(FUND_ACCOUNT)
     if fund_risk.is_liquidatable():  # the fund's account has no margin of its own unless seeded (Deposit)
         events.append(LiquidationStalled(ts_ms, FUND_ACCOUNT, "", "insurance fund account: kept"))
@@ -328,13 +379,18 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
                         info: SubaccountLiquidationInfo, config: LiquidationsConfig, ts_ms: int,
                         events: list[Event], *, order: tuple[int, int] | None = None,
                         fund_may_pay: bool = True, fee_cap_ppm: int | None = None
-                        ) -> tuple[int, SubaccountLiquidationInfo]:
-    """Match one liquidation order and commit it; returns the size filled and the window info after it.
+                        ) -> tuple[int, SubaccountLiquidationInfo, Risk | None]:
+    """Match one liquidation order and commit it; returns the size filled, the window info after it,
+    and the subaccount's risk after a fill when it is known without a recount (else None).
 
     dYdX v4 (default): size from the window limits, IOC at the fillable price; fills follow
     ProcessSingleMatch for liquidations: no taker fee, maker fee never a rebate, the insurance fund
     delta per fill. Another policy passes its own `order` (delta, limit price), its fee cap, and
-    whether the fund may cover fills below bankruptcy (if not, matching stops there)."""
+    whether the fund may cover fills below bankruptcy (if not, matching stops there).
+
+    `risk` must be the subaccount's current risk (`ex.risk`): the fillable price reads it, and it is
+    the liquidated draft's risk until the first fill; after that each draft's risk follows from the
+    one before by `_moved_risk` (exact), not from a full recount."""
     market = ex.markets[market_id]
     params = market.params
     oracle = market.oracle_price_subticks
@@ -346,43 +402,54 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
             delta = liquidatable_position_size_delta(position, params=params, oracle_price_subticks=oracle,
                                                      config=config, info=info)
         except LiquidationError:
-            return 0, info
-        fillable = fillable_price(position, delta, params=params, oracle_price_subticks=oracle, account_risk=risk,
-                                  config=config)
-        limit = fillable_price_to_subticks(fillable, is_liquidating_long=position > 0,
-                                           quantum_conversion_exponent=params.quantum_conversion_exponent,
-                                           subticks_per_tick=params.subticks_per_tick)
+            return 0, info, None
+        numerator, denominator = fillable_price_ratio(position, delta, params=params, oracle_price_subticks=oracle,
+                                                      account_risk=risk, config=config)
+        limit = fillable_price_ratio_to_subticks(numerator, denominator, is_liquidating_long=position > 0,
+                                                 quantum_conversion_exponent=params.quantum_conversion_exponent,
+                                                 subticks_per_tick=params.subticks_per_tick)
     is_buy = delta > 0
     sign = 1 if is_buy else -1
     divisor = market.quantum_conversion_divisor
+    qce = params.quantum_conversion_exponent
     maker_fee_ppm = max(params.maker_fee_ppm, 0)  # dYdX: no maker rebates on liquidation fills
-    step = Plan()
+    max_fee_ppm = config.max_liquidation_fee_ppm if fee_cap_ppm is None else fee_cap_ppm
+    # The plan is made when something needs it (most orders of a crash meet no fillable maker):
+    # `settled` writes to it only when funding is due, which it cannot be at the exchange's epoch.
+    step: Plan | None = None
     funding_index = market.funding_index
-    liquidated = settled(ex, subaccount, step, ts_ms).copy()
-    drafts: dict[SubaccountId, Subaccount] = {subaccount.subaccount_id: liquidated}
+    liquidated_id = subaccount.subaccount_id
+    liquidated = subaccount  # read-only (the stored object): each fill makes a new draft by `copy`
+    if subaccount.funding_epoch != ex.funding_epoch:
+        step = Plan()
+        liquidated = settled(ex, subaccount, step, ts_ms)
+    liquidated_risk = risk  # account_risk of `liquidated` at the stored market state
+    drafts: dict[SubaccountId, Subaccount] = {liquidated_id: liquidated}
+    draft_risks: dict[SubaccountId, Risk] = {}  # maker id -> account_risk of its draft
     remaining = abs(delta)
     fund = ex.insurance_fund_quote_quantums
     open_interest = market.open_interest_base_quantums
     fees = 0
+    open_orders = ex.open_orders
     for price, maker_order_id, maker_remaining in market.book.iter_crossing(is_buy, limit):
-        maker_order = ex.open_orders[maker_order_id]
+        maker_order = open_orders[maker_order_id]
         good_til = maker_order.good_til_ts_ms
         if good_til is not None and good_til <= ts_ms:
             continue
         maker_id = maker_order.subaccount_id
-        if maker_id == subaccount.subaccount_id:
+        if maker_id == liquidated_id:
+            if step is None:
+                step = Plan()
             _cancel(step, maker_order, CancelReason.SELF_TRADE, ts_ms)
             continue
         quantity = min(remaining, maker_remaining)
         liquidated_position = liquidated.positions[market_id]
-        before = account_risk(liquidated.usdc_quote_quantums, liquidated.positions, ex.markets)
+        before = liquidated_risk
         bankruptcy = bankruptcy_price_quote_quantums(liquidated_position, sign * quantity, params=params,
                                                      oracle_price_subticks=oracle, account_risk=before)
         insurance = insurance_fund_delta(is_buy=is_buy, fill_base_quantums=quantity, fill_price_subticks=price,
-                                         quantum_conversion_exponent=params.quantum_conversion_exponent,
-                                         bankruptcy_quote_quantums=bankruptcy,
-                                         max_liquidation_fee_ppm=(config.max_liquidation_fee_ppm if fee_cap_ppm is None
-                                                                  else fee_cap_ppm))
+                                         quantum_conversion_exponent=qce, bankruptcy_quote_quantums=bankruptcy,
+                                         max_liquidation_fee_ppm=max_fee_ppm)
         if not is_valid_insurance_fund_delta(fund, insurance) or (insurance < 0 and not fund_may_pay):
             break  # the fund cannot (or, by policy, does not) cover it: deleveraging or a backstop next
         notional_at_oracle = abs(notional_quote_quantums(quantity, oracle, divisor))
@@ -392,49 +459,76 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
             break
         quote = quantity * price // divisor  # exact on the grid
         maker_fee = -((-quote * maker_fee_ppm) // PPM)  # ceil: against the maker, as any fee
+        if step is None:
+            step = Plan()
         maker = drafts.get(maker_id)
         if maker is None:
             maker = drafts[maker_id] = settled(ex, ex.subaccounts[maker_id], step, ts_ms).copy()
+            maker_risk = draft_risks[maker_id] = _current_risk(ex, maker_id)  # the settled copy's risk
+        else:
+            maker_risk = draft_risks[maker_id]
         maker_position = maker.positions.get(market_id, 0)
         liquidated_new = liquidated_position + sign * quantity
         maker_new = maker_position - sign * quantity
         new_open_interest = (open_interest + max(liquidated_new, 0) - max(liquidated_position, 0)
                              + max(maker_new, 0) - max(maker_position, 0))
-        maker_after = maker.copy()
-        maker_after.add_usdc(sign * quote - maker_fee)
-        maker_after.set_position(market_id, maker_new, funding_index)
-        if check_transition(_draft_risk(ex, maker, market, new_open_interest),
-                            _draft_risk(ex, maker_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
+        maker_usdc_delta = sign * quote - maker_fee
+        maker_after_risk = _moved_risk(maker_risk, maker_usdc_delta, market, maker_position, maker_new)
+        liquidated_usdc_delta = -sign * quote - insurance
+        liquidated_after_risk = _moved_risk(liquidated_risk, liquidated_usdc_delta, market, liquidated_position,
+                                            liquidated_new)
+        # Both accounts are checked with the market at the open interest after the fill; when that
+        # leaves its initial fraction where it is, every draft risk stands as it is.
+        same_initial_fraction = initial_margin_ppm_at(
+            params.liquidity_tier, new_open_interest, oracle, divisor) == market.initial_margin_ppm
+        if same_initial_fraction:
+            maker_ok = check_transition(maker_risk, maker_after_risk)
+        else:
+            maker_ok = check_transition(_at_open_interest(maker_risk, maker_position, market, new_open_interest),
+                                        _at_open_interest(maker_after_risk, maker_new, market, new_open_interest))
+        if maker_ok is not TransitionResult.SUCCESS:
             _cancel(step, maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms)
             continue
-        liquidated_after = liquidated.copy()
-        liquidated_after.add_usdc(-sign * quote - insurance)
-        liquidated_after.set_position(market_id, liquidated_new, funding_index)
-        if check_transition(_draft_risk(ex, liquidated, market, new_open_interest),
-                            _draft_risk(ex, liquidated_after, market, new_open_interest)) is not TransitionResult.SUCCESS:
+        if same_initial_fraction:
+            liquidated_ok = check_transition(liquidated_risk, liquidated_after_risk)
+        else:
+            liquidated_ok = check_transition(
+                _at_open_interest(liquidated_risk, liquidated_position, market, new_open_interest),
+                _at_open_interest(liquidated_after_risk, liquidated_new, market, new_open_interest))
+        if liquidated_ok is not TransitionResult.SUCCESS:
             break
+        maker_after = maker.copy()
+        maker_after.add_usdc(maker_usdc_delta)
+        maker_after.set_position(market_id, maker_new, funding_index)
+        liquidated_after = liquidated.copy()
+        liquidated_after.add_usdc(liquidated_usdc_delta)
+        liquidated_after.set_position(market_id, liquidated_new, funding_index)
         drafts[maker_id] = maker_after
-        drafts[subaccount.subaccount_id] = liquidated = liquidated_after
+        draft_risks[maker_id] = maker_after_risk
+        drafts[liquidated_id] = liquidated = liquidated_after
+        liquidated_risk = liquidated_after_risk
         open_interest = new_open_interest
         fund += insurance
         fees += maker_fee
         info = info.with_fill(notional_at_oracle, insurance)
         step.maker_fills.append((maker_order, quantity))
         step.events.append(Fill(ts_ms, market_id, price, quantity, quote, is_buy, LIQUIDATION_ORDER_ID,
-                                subaccount.subaccount_id, 0, maker_order.order_id, maker_id, maker_fee))
+                                liquidated_id, 0, maker_order.order_id, maker_id, maker_fee))
         if quantity == maker_remaining:
             step.events.append(OrderFinished(ts_ms, maker_order.order_id, maker_id, market_id, OrderStatus.FILLED,
                                              maker_order.size_base_quantums, 0))
         step.events.append(Liquidated(
-            ts_ms, subaccount.subaccount_id, market_id, sign * quantity, price,
-            limit, bankruptcy_price_subticks(bankruptcy, sign * quantity, params.quantum_conversion_exponent),
+            ts_ms, liquidated_id, market_id, sign * quantity, price,
+            limit, bankruptcy_price_subticks(bankruptcy, sign * quantity, qce),
             before.net_collateral, before.maintenance_requirement, insurance, maker_id, maker_order.order_id))
         if insurance:
-            step.events.append(InsuranceFundChanged(ts_ms, insurance, fund, subaccount.subaccount_id))
+            step.events.append(InsuranceFundChanged(ts_ms, insurance, fund, liquidated_id))
         remaining -= quantity
         if not remaining:
             break
     filled = abs(delta) - remaining
+    if step is None:
+        return 0, info, None  # nothing to commit: no fill, cancel or settlement
     if filled:
         step.subaccounts.update(drafts)
         step.insurance_delta_quote_quantums = fund - ex.insurance_fund_quote_quantums
@@ -443,21 +537,50 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
             step.open_interest[market_id] = open_interest
     elif step.finished:
         step.maker_fills.clear()
-    ex.commit_step(step)
-    events.extend(step.events)
-    return filled, info
+    risk_after = None
+    if step.subaccounts or step.events or step.finished:
+        initial_margin_ppm = market.initial_margin_ppm
+        ex.commit_step(step)
+        events.extend(step.events)
+        if filled:
+            _reset_walks()  # a maker's position moved, perhaps back to the walked side
+            if _STEP_STATIC_MARGIN[0]:
+                for maker_id, maker_risk in draft_risks.items():
+                    _STEP_RISKS[maker_id] = (drafts[maker_id], maker_risk)
+            # The committed draft's risk was counted at the market state before the commit, which
+            # moved only this market's open interest: it stands if the initial fraction did not move.
+            if market.initial_margin_ppm == initial_margin_ppm:
+                risk_after = liquidated_risk
+    return filled, info, risk_after
 
 
-def _draft_risk(ex: Exchange, subaccount: Subaccount, market: MarketState, open_interest: int) -> Risk:
-    """Risk of a draft with `market` at a hypothetical open interest (others at their own)."""
-    risk = account_risk(subaccount.usdc_quote_quantums, subaccount.positions, ex.markets)
-    size = subaccount.positions.get(market.params.market_id, 0)
-    if not size or open_interest == market.open_interest_base_quantums:
+def _moved_risk(risk: Risk, usdc_delta_quote_quantums: int, market: MarketState, size_before_base_quantums: int,
+                size_after_base_quantums: int) -> Risk:
+    """`account_risk` of an account after its USDC moved by a delta and its position in `market`
+    went from one size to another, given its `account_risk` before (at the stored market state).
+    The account's risk is a sum of one term per position plus USDC, so replacing one term is
+    exact: the same integers as recounting every position."""
+    tier = market.params.liquidity_tier
+    price, divisor, imf = market.oracle_price_subticks, market.quantum_conversion_divisor, market.initial_margin_ppm
+    old = requirements_at(size_before_base_quantums, price, divisor, tier, imf)
+    new = requirements_at(size_after_base_quantums, price, divisor, tier, imf)
+    return Risk(risk[0] + usdc_delta_quote_quantums + new[0] - old[0], risk[1] + new[1] - old[1],
+                risk[2] + new[2] - old[2])
+
+
+def _at_open_interest(risk: Risk, size_base_quantums: int, market: MarketState, open_interest: int) -> Risk:
+    """A draft's risk (`risk`, at the stored market state, holding `size_base_quantums` in
+    `market`) with `market` at a hypothetical open interest (others at their own): only the
+    initial requirement of that one position can change."""
+    if not size_base_quantums or open_interest == market.open_interest_base_quantums:
         return risk
     tier = market.params.liquidity_tier
     price, divisor = market.oracle_price_subticks, market.quantum_conversion_divisor
-    now = requirements_at(size, price, divisor, tier, market.initial_margin_ppm)
-    then = requirements_at(size, price, divisor, tier, initial_margin_ppm_at(tier, open_interest, price, divisor))
+    initial_margin_ppm = initial_margin_ppm_at(tier, open_interest, price, divisor)
+    if initial_margin_ppm == market.initial_margin_ppm:
+        return risk
+    now = requirements_at(size_base_quantums, price, divisor, tier, market.initial_margin_ppm)
+    then = requirements_at(size_base_quantums, price, divisor, tier, initial_margin_ppm)
     return Risk(risk.net_collateral, risk.initial_requirement - now[1] + then[1], risk.maintenance_requirement)
 
 
@@ -468,11 +591,58 @@ def _cancel(step: Plan, order, reason: CancelReason, ts_ms: int) -> None:
                                      order.remaining_base_quantums, reason))
 
 
+class _StepHolders:
+    """One (market, side) entry of `_STEP_HOLDERS`: holder ids by id, and `start`, an index
+    before which every entry was found closed or on the bankrupt side (dead to this walk).
+
+    Deleveraging offsets only shrink positions toward zero, so a dead entry stays dead through
+    them; any other commit (a liquidation fill, a backstop or fund takeover) may give one a position
+    again, so those reset `start` to 0 (`_reset_walks`). Skipping the dead prefix then changes
+    nothing in the walk's order, only its cost once early holders are used up."""
+
+    __slots__ = ("ids", "start")
+
+    def __init__(self) -> None:
+        self.ids: list[SubaccountId] = []
+        self.start = 0
+
+
 # Opposite-side holders sorted by id, per (market, side of the bankrupt position), built once per
 # liquidation step (cleared at its start): sorting every holder for each deleverage is O(n^2) in a
 # crash. Holders that appear during the step wait for the next one; entries whose position closed
 # or flipped are skipped when walked. Derived from state, so replay stays deterministic.
-_STEP_HOLDERS: dict[tuple[str, bool], list] = {}
+_STEP_HOLDERS: dict[tuple[str, bool], _StepHolders] = {}
+
+
+# Risks known without a recount during one liquidation step: subaccount id -> (the stored subaccount
+# they were counted for, its risk). Only kept when no market's initial fraction moves with open
+# interest (`_STEP_STATIC_MARGIN`): a risk then depends only on the stored subaccount (commits replace
+# it, never edit it), oracle prices and funding indices, and no liquidation commit moves those.
+_STEP_RISKS: dict[SubaccountId, tuple[Subaccount, Risk]] = {}
+_STEP_STATIC_MARGIN = [False]
+
+
+def _begin_step(ex: Exchange) -> bool:
+    """Start a liquidation step: no holders or risks from before; returns whether risks may be
+    kept during this one (no OI-scaled initial fraction in any market)."""
+    _STEP_HOLDERS.clear()
+    _STEP_RISKS.clear()
+    static = not any(market.params.liquidity_tier.open_interest_upper_cap_quote_quantums
+                     for market in ex.markets.values())
+    _STEP_STATIC_MARGIN[0] = static
+    return static
+
+
+def _end_step() -> None:
+    """Prices move between steps: no risk may outlive the step it was counted in."""
+    _STEP_RISKS.clear()
+    _STEP_STATIC_MARGIN[0] = False
+
+
+def _reset_walks() -> None:
+    """After a commit that may have given a dead entry a position again: walk from the start."""
+    for holders in _STEP_HOLDERS.values():
+        holders.start = 0
 
 
 def _offsetting_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id: str, position: int):
@@ -482,68 +652,97 @@ def _offsetting_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id:
     collateral > 0 first, then the rest, each by subaccount id. Walking holders in id order and
     deferring the non-positive ones gives that order without pricing every holder up front
     (`test_lazy_candidates_follow_deleveraging_order` checks the equivalence)."""
-    cache = _STEP_HOLDERS.setdefault((market_id, position > 0), [])
+    for other_id, _ in _offsetting_walk(ex, subaccount_id, market_id, position):
+        yield other_id
+
+
+def _offsetting_walk(ex: Exchange, subaccount_id: SubaccountId, market_id: str, position: int):
+    """`_offsetting_candidates` as (id, risk): the risk is `ex.risk(id)` when the walk priced the
+    holder just before yielding it (still current when the caller reads it, before any commit),
+    None for the deferred holders, priced earlier."""
+    holders = _STEP_HOLDERS.get((market_id, position > 0))
+    if holders is None:
+        holders = _STEP_HOLDERS[(market_id, position > 0)] = _StepHolders()
+    cache = holders.ids
     if not cache:  # once per step: holders opposite a long (or a short), by id
         cache.extend(sorted(sid for sid in ex.holders[market_id]
                             if (ex.subaccounts[sid].positions[market_id] > 0) != (position > 0)))
+        holders.start = 0
+    subaccounts = ex.subaccounts
+    is_long = position > 0
     deferred = []
-    for other_id in cache:
-        other = ex.subaccounts[other_id]
-        size = other.positions.get(market_id, 0)
-        if other_id == subaccount_id or not size or (size > 0) == (position > 0):
+    leading = True  # every entry so far was dead: `start` may move past it
+    for index in range(holders.start, len(cache)):
+        other_id = cache[index]
+        size = subaccounts[other_id].positions.get(market_id, 0)
+        if not size or (size > 0) == is_long:
+            if leading:
+                holders.start = index + 1
             continue
-        if ex.risk(other_id).net_collateral <= 0:
+        leading = False
+        if other_id == subaccount_id:
+            continue
+        other_risk = _current_risk(ex, other_id)
+        if other_risk.net_collateral <= 0:
             deferred.append(other_id)
             continue
-        yield other_id
-    yield from deferred
+        yield other_id, other_risk
+    for other_id in deferred:
+        yield other_id, None
 
 
-def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms: int, events: list[Event]) -> bool:
+def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms: int, events: list[Event],
+                *, bankrupt_risk: Risk | None = None) -> bool:
     """Offset the whole bankrupt position against opposing positions at the bankruptcy price,
     in `deleveraging_order` (deterministic from state), skipping offsets that fail a margin check.
-    Returns whether anything was offset."""
+    Returns whether anything was offset. `bankrupt_risk`, if given, is the bankrupt account's
+    current risk (`ex.risk`); it saves one recount until the first offset commits."""
     market = ex.markets[market_id]
     params = market.params
     oracle = market.oracle_price_subticks
     position = ex.subaccounts[subaccount_id].positions[market_id]
     remaining = -position
     progressed = False
-    for candidate_id in _offsetting_candidates(ex, subaccount_id, market_id, position):
+    for candidate_id, candidate_risk in _offsetting_walk(ex, subaccount_id, market_id, position):
         offset = deleveraging_offset_base_quantums(remaining, ex.subaccounts[candidate_id].positions.get(market_id, 0))
         if not offset:
             continue
         step = Plan()
         bankrupt = settled(ex, ex.subaccounts[subaccount_id], step, ts_ms)
-        before = account_risk(bankrupt.usdc_quote_quantums, bankrupt.positions, ex.markets)
-        quote = bankruptcy_price_quote_quantums(bankrupt.positions[market_id], offset, params=params,
-                                                oracle_price_subticks=oracle, account_risk=before)
+        if bankrupt_risk is None:
+            bankrupt_risk = account_risk(bankrupt.usdc_quote_quantums, bankrupt.positions, ex.markets)
+        bankrupt_position = bankrupt.positions[market_id]
+        quote = bankruptcy_price_quote_quantums(bankrupt_position, offset, params=params,
+                                                oracle_price_subticks=oracle, account_risk=bankrupt_risk)
+        offsetting = settled(ex, ex.subaccounts[candidate_id], step, ts_ms)
+        if candidate_risk is None:
+            candidate_risk = account_risk(offsetting.usdc_quote_quantums, offsetting.positions, ex.markets)
+        offsetting_position = offsetting.positions[market_id]
+        offsetting_after_risk = _moved_risk(candidate_risk, -quote, market, offsetting_position,
+                                            offsetting_position - offset)
+        if check_transition(candidate_risk, offsetting_after_risk) is not TransitionResult.SUCCESS:
+            continue
         bankrupt_after = bankrupt.copy()
         bankrupt_after.add_usdc(quote)
-        bankrupt_after.set_position(market_id, bankrupt.positions[market_id] + offset, market.funding_index)
-        offsetting = settled(ex, ex.subaccounts[candidate_id], step, ts_ms)
+        bankrupt_after.set_position(market_id, bankrupt_position + offset, market.funding_index)
         offsetting_after = offsetting.copy()
         offsetting_after.add_usdc(-quote)
-        offsetting_after.set_position(market_id, offsetting.positions[market_id] - offset, market.funding_index)
-        offsetting_ok = check_transition(
-            account_risk(offsetting.usdc_quote_quantums, offsetting.positions, ex.markets),
-            account_risk(offsetting_after.usdc_quote_quantums, offsetting_after.positions, ex.markets))
-        if offsetting_ok is not TransitionResult.SUCCESS:
-            continue
+        offsetting_after.set_position(market_id, offsetting_position - offset, market.funding_index)
         step.subaccounts[subaccount_id] = bankrupt_after
         step.subaccounts[candidate_id] = offsetting_after
         open_interest = (market.open_interest_base_quantums
-                         + max(bankrupt_after.positions.get(market_id, 0), 0) - max(bankrupt.positions[market_id], 0)
-                         + max(offsetting_after.positions.get(market_id, 0), 0)
-                         - max(offsetting.positions[market_id], 0))
+                         + max(bankrupt_position + offset, 0) - max(bankrupt_position, 0)
+                         + max(offsetting_position - offset, 0) - max(offsetting_position, 0))
         if open_interest != market.open_interest_base_quantums:
             step.open_interest[market_id] = open_interest
         step.events.append(Deleveraged(ts_ms, subaccount_id, candidate_id, market_id, offset, quote))
         ex.commit_step(step)
         events.extend(step.events)
+        bankrupt_risk = None  # committed: the next offset recounts it
+        if _STEP_STATIC_MARGIN[0]:  # the offsetting account is likely the next offset's too
+            _STEP_RISKS[candidate_id] = (offsetting_after, offsetting_after_risk)
         progressed = True
         remaining -= offset
         if not remaining:
             break
     return progressed
-

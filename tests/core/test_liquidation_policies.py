@@ -156,3 +156,31 @@ def test_paradex_shortfall_is_socialized_and_repaid_by_withdrawal_haircuts():
     assert ex.total_withdrawn[0] == 100_000 * QUOTE - haircut.haircut_quote_quantums
     assert ex.socialized_loss_quote_quantums == 1_800 * QUOTE - haircut.haircut_quote_quantums
     check_invariants(ex)
+
+
+def test_auto_deleveraging_ranks_by_unrealized_pnl_times_leverage():
+    """Hyperliquid docs ("Auto-deleveraging"): the most profitable, most leveraged opposite positions go first.
+    At $97,000: dave (short 1 BTC from $100,000 on $20k) scores 3,000 x 97,000 / 23,000; carol (the same short
+    on $1M) 3,000 x 97,000 / 1,003,000; frank (short from $95,000) has a loss. Dave is offset first, though
+    carol's id comes first (the dYdX policy's fixed walk would take carol)."""
+    from tests.fixtures import DAVE
+
+    frank = SubaccountId("frank")
+    ex = Exchange(load_markets(), HYPERLIQUID)
+    for who, usd in ((ALICE, 1_000_000), (CAROL, 1_000_000), (DAVE, 20_000), (frank, 20_000), (ERIN, 4_300)):
+        ex.apply(Deposit(0, who, usd * QUOTE))
+    ex.apply(oracle(0, BTC_USD=usd_btc(100_000)))
+    ex.apply(PlaceOrder(0, frank, "BTC-USD", Side.SELL, btc(0.5), usd_btc(95_000)))
+    ex.apply(PlaceOrder(0, ALICE, "BTC-USD", Side.BUY, btc(0.5), usd_btc(95_000), time_in_force=TimeInForce.IOC))
+    ex.apply(PlaceOrder(0, CAROL, "BTC-USD", Side.SELL, btc(1), usd_btc(100_000)))
+    ex.apply(PlaceOrder(0, DAVE, "BTC-USD", Side.SELL, btc(1), usd_btc(100_000)))
+    ex.apply(PlaceOrder(0, ERIN, "BTC-USD", Side.BUY, btc(2), usd_btc(100_000), time_in_force=TimeInForce.IOC))
+    ex.apply(PlaceOrder(0, ALICE, "BTC-USD", Side.BUY, btc(2), usd_btc(90_000)))
+    assert ex.subaccount(DAVE).cost_basis == {"BTC-USD": -100_000 * QUOTE}  # what the short sold for
+    assert ex.subaccount(frank).cost_basis == {"BTC-USD": -47_500 * QUOTE}
+    events = ex.apply(oracle(1_000, BTC_USD=usd_btc(97_000)))
+    assert of(events, BackstopTakeover)
+    offsets = of(events, Deleveraged)
+    assert offsets and offsets[0].offsetting_subaccount_id == DAVE
+    assert ex.risk(BACKSTOP_VAULT).net_collateral >= 0
+    check_invariants(ex)

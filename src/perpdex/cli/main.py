@@ -272,13 +272,16 @@ def bench_margin(accounts: int = typer.Option(1_000_000, min=1_000), markets_cou
 
 @bench_app.command("liquidation")
 def bench_liquidation(subaccounts: int = typer.Option(100_000, min=100), seed: int = typer.Option(3),
+                      freeze_setup: bool = typer.Option(True, help="Freeze the setup's objects out of the cyclic "
+                                                        "GC before timing, as a long-running venue would."),
                       as_json: bool = typer.Option(False, "--json")) -> None:
     """A 20% crash over leveraged subaccounts; the liquidation step until stable; target <= 5 s."""
     from perpdex.bench.liquidation import run
 
-    result = run(subaccounts, seed)
+    result = run(subaccounts, seed, freeze_setup=freeze_setup)
     lines = [f"liquidation: {result['subaccounts']:,} subaccounts, {result['crash_pct']}% crash: "
-             f"{result['seconds']:.2f} s over {result['steps']} step(s) (target 5 s)",
+             f"{result['seconds']:.2f} s over {result['steps']} step(s) (target 5 s; setup state "
+             f"{'frozen out of' if freeze_setup else 'left in'} the cyclic GC)",
              f"  liquidated {result['liquidated_subaccounts']:,} subaccounts in {result['liquidation_fills']:,} fills, "
              f"${result['liquidated_notional_usd']:,.0f} notional",
              f"  insurance fund {result['insurance_fund_change_usd']:+,.2f} USD, deleveraged {result['deleveraged']:,}, "

@@ -332,7 +332,8 @@ class Exchange:
             sub = self.subaccounts[subaccount_id]
             put(f"S{subaccount_id.owner}/{subaccount_id.number}:{sub.margin_mode.value}:"
                 f"{sub.isolated_market_id}:{sorted(sub.collateral.items())}:"
-                f"{sorted(sub.positions.items())}:{sorted(sub.funding_entries.items())}|".encode())
+                f"{sorted(sub.positions.items())}:{sorted(sub.funding_entries.items())}:"
+                f"{sorted(sub.cost_basis.items())}|".encode())
         for order_id in sorted(self.open_orders):
             o = self.open_orders[order_id]
             put(f"O{order_id}:{o.subaccount_id.owner}/{o.subaccount_id.number}:{o.market_id}:{int(o.is_buy)}:"

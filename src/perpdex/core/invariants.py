@@ -79,6 +79,9 @@ def _check_positions(ex: Exchange) -> None:
         if sub.funding_epoch == ex.funding_epoch and any(
                 entry != ex.markets[market_id].funding_index for market_id, entry in sub.funding_entries.items()):
             raise InvariantViolation(f"{sub.subaccount_id}: stamped as settled with funding still due")
+        if sub.cost_basis.keys() != sub.positions.keys() or any(
+                sub.cost_basis[market_id] * size < 0 for market_id, size in sub.positions.items()):
+            raise InvariantViolation(f"{sub.subaccount_id}: cost basis does not match its positions")
         if 0 in sub.positions.values():
             raise InvariantViolation(f"{sub.subaccount_id}: zero-size position stored")
         if sub.isolated_market_id is not None and set(sub.positions) - {sub.isolated_market_id}:

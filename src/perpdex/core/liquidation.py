@@ -603,8 +603,8 @@ def validate_deleveraging_delta(deleveraged_position_base_quantums: int, offsett
 
 class DeleveragingCandidate(NamedTuple):
     """One account that could take the other side of a deleveraged position, as the exchange sees
-    it before the offset. `unrealized_pnl_quote_quantums` is the caller's (notional minus cost
-    basis); perpdex state holds no entry price yet, see `deleveraging_order`."""
+    it before the offset. `unrealized_pnl_quote_quantums`: notional minus the position's cost basis
+    (`Subaccount.cost_basis`)."""
 
     subaccount_id: Hashable  # must be orderable (SubaccountId is)
     position_size_base_quantums: int  # signed, in the deleveraged market
@@ -623,7 +623,7 @@ def deleveraging_order(candidates: Iterable[DeleveragingCandidate], *,
     defined and they are themselves bankrupt). Ties by subaccount id ascending. dYdX (D) walks
     the accounts from a pseudo-random start instead; both then skip an account whose offset
     fails its margin check (margin.check_transition), and recompute the bankruptcy amount before
-    each offset. Without a cost basis in state pass PnL 0: the order is then by subaccount id.
+    each offset. With every PnL 0 the order is by subaccount id (the dYdX policy's fixed walk).
     """
     side = _sign(delta_base_quantums)
     eligible = [c for c in candidates if side and _sign(c.position_size_base_quantums) == side]

@@ -39,11 +39,12 @@ class Subaccount:
     """
 
     __slots__ = ("subaccount_id", "margin_mode", "isolated_market_id", "collateral", "positions", "funding_entries",
-                 "funding_epoch")
+                 "cost_basis", "funding_epoch")
 
     def __init__(self, subaccount_id: SubaccountId, margin_mode: MarginMode = MarginMode.CROSS,
                  isolated_market_id: str | None = None, collateral: dict[int, int] | None = None,
-                 positions: dict[str, int] | None = None, funding_entries: dict[str, int] | None = None) -> None:
+                 positions: dict[str, int] | None = None, funding_entries: dict[str, int] | None = None,
+                 cost_basis: dict[str, int] | None = None) -> None:
         self.subaccount_id = subaccount_id
         self.margin_mode = margin_mode
         self.isolated_market_id = isolated_market_id
@@ -51,13 +52,16 @@ class Subaccount:
         self.positions: dict[str, int] = positions if positions is not None else {}
         # the market's funding index when each position last settled (dYdX PerpetualPosition.FundingIndex)
         self.funding_entries: dict[str, int] = funding_entries if funding_entries is not None else {}
+        # what each open position cost, signed like it (quote quantums, average cost; see `trade`): entry
+        # price and unrealized PnL come from it (Hyperliquid ranks auto-deleveraging by them)
+        self.cost_basis: dict[str, int] = cost_basis if cost_basis is not None else {}
         # derived, not state: Exchange.funding_epoch when this version was committed (every committed
         # version was settled first), so `settled` can skip the per-position check until an index moves
         self.funding_epoch = -1
 
     def copy(self) -> Subaccount:
         return Subaccount(self.subaccount_id, self.margin_mode, self.isolated_market_id,
-                          dict(self.collateral), dict(self.positions), dict(self.funding_entries))
+                          dict(self.collateral), dict(self.positions), dict(self.funding_entries), dict(self.cost_basis))
 
     @property
     def usdc_quote_quantums(self) -> int:
@@ -79,6 +83,34 @@ class Subaccount:
         else:
             self.positions.pop(market_id, None)
             self.funding_entries.pop(market_id, None)
+            self.cost_basis.pop(market_id, None)
+
+    def trade(self, market_id: str, delta_base_quantums: int, quote_quantums: int, funding_index: int) -> None:
+        """Change a position by a trade of `delta_base_quantums` worth `quote_quantums` (>= 0, the value exchanged,
+        fees apart) and keep its average cost: adding adds the trade's value, reducing keeps the cost per unit
+        (scaled, truncated toward zero: under one quantum, and no money moves by it), flipping starts the new side
+        at the trade's price. Moves no collateral (the caller does); settled first, as `set_position`.
+        (Inlined: liquidations call it for every fill and offset.)"""
+        positions = self.positions
+        size = positions.get(market_id, 0)
+        new = size + delta_base_quantums
+        basis = self.cost_basis
+        if not new:
+            positions.pop(market_id, None)
+            self.funding_entries.pop(market_id, None)
+            basis.pop(market_id, None)
+            return
+        positions[market_id] = new
+        self.funding_entries[market_id] = funding_index
+        buying = delta_base_quantums > 0
+        if size == 0 or (size > 0) == buying:  # opened or added: the trade's value joins the cost
+            basis[market_id] = basis.get(market_id, 0) + (quote_quantums if buying else -quote_quantums)
+        elif (new > 0) == (size > 0):  # reduced: the same cost per unit; basis x new >= 0, truncated
+            scaled = basis[market_id] * new
+            basis[market_id] = scaled // size if size > 0 else -(scaled // -size)
+        else:  # flipped: the part of the trade past zero, at its price; value x new >= 0, truncated
+            scaled = (quote_quantums if buying else -quote_quantums) * new
+            basis[market_id] = scaled // delta_base_quantums if buying else -(scaled // -delta_base_quantums)
 
     def __repr__(self) -> str:
         mode = self.margin_mode.value + (f":{self.isolated_market_id}" if self.isolated_market_id else "")

@@ -97,7 +97,7 @@ def _party(ex: Exchange, market: MarketState, stored: Subaccount, field: str, de
     after.add_usdc(quote_delta_quantums)
     if after.usdc_quote_quantums > MAX_BALANCE_QUANTUMS:
         raise MalformedTxError(f"{field} balance would exceed the 63-bit bound", field=field, value=str(stored))
-    after.set_position(market_id, after_position, market.funding_index)
+    after.trade(market_id, delta_base_quantums, abs(quote_delta_quantums), market.funding_index)
     outcome = check_transition(account_risk(before.usdc_quote_quantums, before.positions, ex.markets),
                                account_risk(after.usdc_quote_quantums, after.positions, ex.markets))
     if outcome is not TransitionResult.SUCCESS:

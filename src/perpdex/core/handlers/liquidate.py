@@ -15,7 +15,7 @@ from perpdex.core.liquidation import (
     bankruptcy_price_quote_quantums, bankruptcy_price_subticks, can_deleverage, check_fill_against_subaccount_block_limits,
     deleveraging_offset_base_quantums, fillable_price_ratio, fillable_price_ratio_to_subticks,
     insurance_fund_delta, is_valid_insurance_fund_delta, liquidatable_position_size_delta,
-    maybe_position_to_liquidate, order_liquidation_candidates,
+    DeleveragingCandidate, deleveraging_order, maybe_position_to_liquidate, order_liquidation_candidates,
 )
 from perpdex.core.margin import (
     Risk, TransitionResult, account_risk, check_transition, initial_margin_ppm_at, notional_quote_quantums,
@@ -185,7 +185,7 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
             for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
                 if ex.risk(BACKSTOP_VAULT).net_collateral >= 0:
                     break
-                _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
+                _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events, ranked=True)
         else:
             events.append(LiquidationStalled(ts_ms, subaccount_id, "", "backstop vault: kept, not liquidated"))
         return events
@@ -239,7 +239,8 @@ def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int,
     for market_id, size in moved:
         market = ex.markets[market_id]
         before = vault.positions.get(market_id, 0)
-        vault.set_position(market_id, before + size, market.funding_index)
+        # as they are: the vault's cost for the position is what it cost the source
+        vault.trade(market_id, size, abs(source.cost_basis.get(market_id, 0)), market.funding_index)
         source.set_position(market_id, 0, market.funding_index)
         open_interest = step.open_interest.get(market_id, market.open_interest_base_quantums)
         step.open_interest[market_id] = open_interest + max(before + size, 0) - max(before, 0) - max(size, 0)
@@ -258,7 +259,7 @@ def _backstop(ex: Exchange, subaccount_id: SubaccountId, risk: Risk, ts_ms: int,
         for market_id in sorted(ex.subaccounts[BACKSTOP_VAULT].positions):
             if ex.risk(BACKSTOP_VAULT).net_collateral >= 0:
                 break
-            _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events)
+            _deleverage(ex, BACKSTOP_VAULT, market_id, ts_ms, events, ranked=True)
     vault_risk = ex.risk(BACKSTOP_VAULT)
     if vault_risk.is_liquidatable():  # say so now: the vault holds what it took, it is not liquidated
         reason = "backstop vault: kept, not liquidated" if vault_risk.net_collateral >= 0 else "backstop vault underwater"
@@ -351,13 +352,13 @@ def _fund_takes(ex: Exchange, source: Subaccount, *, share_ppm: int, fund: Subac
         take = min(abs(size), -((-share_size) // step) * step)  # ceil to a step, capped at the position
         signed = take if size > 0 else -take
         notional = notional_quote_quantums(signed, market.oracle_price_subticks, market.quantum_conversion_divisor)
-        source.set_position(market_id, size - signed, market.funding_index)
+        source.trade(market_id, -signed, abs(notional), market.funding_index)
         source.add_usdc(notional)
         moved_notional += abs(notional)
         taken.append((market_id, signed))
         if fund is not None:
             held = fund.positions.get(market_id, 0)
-            fund.set_position(market_id, held + signed, market.funding_index)
+            fund.trade(market_id, signed, abs(notional), market.funding_index)
             fund.add_usdc(-notional)
             before = open_interest.get(market_id, market.open_interest_base_quantums)
             open_interest[market_id] = (before + max(held + signed, 0) - max(held, 0)
@@ -499,10 +500,10 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
             break
         maker_after = maker.copy()
         maker_after.add_usdc(maker_usdc_delta)
-        maker_after.set_position(market_id, maker_new, funding_index)
+        maker_after.trade(market_id, maker_new - maker_position, quote, funding_index)
         liquidated_after = liquidated.copy()
         liquidated_after.add_usdc(liquidated_usdc_delta)
-        liquidated_after.set_position(market_id, liquidated_new, funding_index)
+        liquidated_after.trade(market_id, liquidated_new - liquidated_position, quote, funding_index)
         drafts[maker_id] = maker_after
         draft_risks[maker_id] = maker_after_risk
         drafts[liquidated_id] = liquidated = liquidated_after
@@ -646,12 +647,12 @@ def _reset_walks() -> None:
 
 
 def _offsetting_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id: str, position: int):
-    """Holders of the opposite side in `deleveraging_order`'s order, computed lazily.
-
-    State holds no cost basis yet, so every unrealized PnL is 0 and the rule reduces to: net
-    collateral > 0 first, then the rest, each by subaccount id. Walking holders in id order and
-    deferring the non-positive ones gives that order without pricing every holder up front
-    (`test_lazy_candidates_follow_deleveraging_order` checks the equivalence)."""
+    """The dYdX policy's offsetting holders (opposite side), computed lazily: net collateral > 0 first, then
+    the rest, each by subaccount id. dYdX walks from a pseudo-random start; this fixed walk keeps replay
+    deterministic from state, and is `deleveraging_order` with every PnL taken as 0. Walking holders in id
+    order and deferring the non-positive ones gives that order without pricing every holder up front
+    (`test_lazy_candidates_follow_deleveraging_order` checks the equivalence). Hyperliquid ranks by the
+    real PnL (`_ranked_candidates`)."""
     for other_id, _ in _offsetting_walk(ex, subaccount_id, market_id, position):
         yield other_id
 
@@ -691,11 +692,30 @@ def _offsetting_walk(ex: Exchange, subaccount_id: SubaccountId, market_id: str, 
         yield other_id, None
 
 
+def _ranked_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id: str, position: int):
+    """Hyperliquid auto-deleveraging: the opposite side's holders by unrealized PnL x leverage, highest first
+    (`deleveraging_order`; PnL = notional at the oracle price - cost basis, funding apart), as (id, None)."""
+    market = ex.markets[market_id]
+    oracle, divisor = market.oracle_price_subticks, market.quantum_conversion_divisor
+    candidates = []
+    for other_id in ex.holders[market_id]:
+        other = ex.subaccounts[other_id]
+        size = other.positions[market_id]
+        if other_id == subaccount_id or (size > 0) == (position > 0):
+            continue
+        notional = notional_quote_quantums(size, oracle, divisor)
+        candidates.append(DeleveragingCandidate(other_id, size, notional, _current_risk(ex, other_id).net_collateral,
+                                                notional - other.cost_basis.get(market_id, 0)))
+    for candidate in deleveraging_order(candidates, delta_base_quantums=-position):
+        yield candidate.subaccount_id, None
+
+
 def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms: int, events: list[Event],
-                *, bankrupt_risk: Risk | None = None) -> bool:
-    """Offset the whole bankrupt position against opposing positions at the bankruptcy price,
-    in `deleveraging_order` (deterministic from state), skipping offsets that fail a margin check.
-    Returns whether anything was offset. `bankrupt_risk`, if given, is the bankrupt account's
+                *, bankrupt_risk: Risk | None = None, ranked: bool = False) -> bool:
+    """Offset the whole bankrupt position against opposing positions at the bankruptcy price, skipping
+    offsets that fail a margin check: by `_offsetting_walk` (dYdX; deterministic from state), or with
+    `ranked` by unrealized PnL x leverage (Hyperliquid, `_ranked_candidates`). Returns whether anything
+    was offset. `bankrupt_risk`, if given, is the bankrupt account's
     current risk (`ex.risk`); it saves one recount until the first offset commits."""
     market = ex.markets[market_id]
     params = market.params
@@ -703,7 +723,8 @@ def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms
     position = ex.subaccounts[subaccount_id].positions[market_id]
     remaining = -position
     progressed = False
-    for candidate_id, candidate_risk in _offsetting_walk(ex, subaccount_id, market_id, position):
+    walk = _ranked_candidates if ranked else _offsetting_walk
+    for candidate_id, candidate_risk in walk(ex, subaccount_id, market_id, position):
         offset = deleveraging_offset_base_quantums(remaining, ex.subaccounts[candidate_id].positions.get(market_id, 0))
         if not offset:
             continue
@@ -724,10 +745,10 @@ def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms
             continue
         bankrupt_after = bankrupt.copy()
         bankrupt_after.add_usdc(quote)
-        bankrupt_after.set_position(market_id, bankrupt_position + offset, market.funding_index)
+        bankrupt_after.trade(market_id, offset, abs(quote), market.funding_index)
         offsetting_after = offsetting.copy()
         offsetting_after.add_usdc(-quote)
-        offsetting_after.set_position(market_id, offsetting_position - offset, market.funding_index)
+        offsetting_after.trade(market_id, -offset, abs(quote), market.funding_index)
         step.subaccounts[subaccount_id] = bankrupt_after
         step.subaccounts[candidate_id] = offsetting_after
         open_interest = (market.open_interest_base_quantums

@@ -308,9 +308,9 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
             stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
             break
         taker_collateral[USDC_ASSET_ID] = taker_usdc_new
-        taker.set_position(market_id, taker_new, funding_index)
+        taker.trade(market_id, sign * quantity, quote, funding_index)
         maker.collateral[USDC_ASSET_ID] = maker_usdc_new
-        maker.set_position(market_id, maker_new, funding_index)
+        maker.trade(market_id, -sign * quantity, quote, funding_index)
         open_interest = new_open_interest
         fees += taker_fee + maker_fee
         maker_fills.append((maker_order, quantity))

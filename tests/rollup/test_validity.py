@@ -175,3 +175,25 @@ def test_only_the_first_fill_of_a_liquidation_order_must_find_the_account_below_
         validator.after_tx(None, [LIQUIDATED_LONG, new_order], None, before)
     with pytest.raises(UnliquidatablePositionError):
         validator.after_tx(None, [lifted], None, before)  # a first fill, in a later transaction
+
+
+def test_every_deleverage_of_a_real_crash_is_fair_and_one_unit_more_is_not():
+    """The liquidation bench's crash at small scale: each Deleveraged event's amount passes
+    check_deleverage_fair from the event's own figures, and paying one quantum more fails."""
+    from perpdex.bench.liquidation import DOLLAR, build
+    from perpdex.core.events import Deleveraged
+    from perpdex.core.tx import OraclePrice, OracleUpdate
+    from perpdex.rollup.validity import UnfairDeleverageError
+
+    exchange, ts = build(1_500, seed=3)
+    validator = BatchValidator(exchange)
+    tx = OracleUpdate(ts, (OraclePrice("BTC-USD", (80_000 * DOLLAR,)),))
+    before = validator.before_tx(tx)
+    events = exchange.apply(tx)
+    offsets = [e for e in events if isinstance(e, Deleveraged)]
+    assert len(offsets) > 10
+    validator.after_tx(tx, events, None, before)
+    assert validator.checked["deleverages"] == len(offsets)
+    for event in offsets[:20]:
+        with pytest.raises(UnfairDeleverageError):
+            validator.after_tx(tx, [event._replace(quote_quantums=event.quote_quantums + 1)], None, before)

@@ -170,6 +170,13 @@ class Deleveraged(NamedTuple):
     market_id: str
     size_base_quantums: int  # signed change of the deleveraged position
     quote_quantums: int  # what the deleveraged subaccount received (the offsetting one paid it)
+    # the deleveraged subaccount just before this offset, so a verifier can check from the event that
+    # `quote_quantums` is the least amount keeping its change valid (rollup.validity.check_deleverage_fair)
+    position_before_base_quantums: int = 0
+    net_collateral_before_quote_quantums: int = 0
+    initial_before_quote_quantums: int = 0
+    maintenance_before_quote_quantums: int = 0
+    initial_margin_ppm: int = 0  # the market's initial fraction at that moment (it follows open interest)
 
 
 class InsuranceFundChanged(NamedTuple):

@@ -21,7 +21,7 @@ from typing import Any
 from perpdex.core.errors import TxError
 from perpdex.core.events import Deleveraged, Fill, FundingRateComputed, Liquidated, OrderAccepted
 from perpdex.core.funding import FUNDING_PERIOD_MS, HOUR_MS
-from perpdex.core.margin import Risk, TransitionResult, check_transition
+from perpdex.core.margin import Risk, TransitionResult, check_transition, requirements_at
 from perpdex.rollup.signatures import StarkOrder
 
 DEFAULT_MAX_FUNDING_RATE_8H_PPM = 1_000_000  # 100% per 8 h, for funding models that state no cap of their own
@@ -192,14 +192,13 @@ class BatchValidator:
 
     Signed orders are matched to their core order id by the OrderAccepted event of the signed PlaceOrder; each
     later fill of that order (taker or maker side) is checked against the signed amounts, cumulatively.
-    Deleverages are checked where the caller can give the deleveraged subaccount's risk before the offset
-    (`check_deleverage_fair`); the event alone does not carry it (see the module notes in the report).
+    Deleverages are checked from the figures each `Deleveraged` event carries (`check_deleverage_fair`).
     """
 
     def __init__(self, exchange: Any) -> None:
         self.exchange = exchange
         self.signed_orders: dict[int, tuple[StarkOrder, int]] = {}  # order id -> (signed order, filled so far)
-        self.checked = {"fills": 0, "liquidations": 0, "funding_ticks": 0, "deleverages_seen": 0}
+        self.checked = {"fills": 0, "liquidations": 0, "funding_ticks": 0, "deleverages": 0}
 
     def before_tx(self, tx: Any) -> dict[str, int]:
         """What a check needs from the state before `tx`: each market's funding interval start."""
@@ -229,7 +228,27 @@ class BatchValidator:
                                    max_funding_rate_8h_ppm(market.funding_model))
                 self.checked["funding_ticks"] += 1
             elif kind is Deleveraged:
-                self.checked["deleverages_seen"] += 1
+                self._check_deleverage(event)
+                self.checked["deleverages"] += 1
+
+    def _check_deleverage(self, event: Deleveraged) -> None:
+        """`check_deleverage_fair` from the event's before-offset figures: the account's risk after receiving q
+        moves by q and by its one changed position term (`requirements_at`, exact, at the oracle price of the
+        transaction, which only an OracleUpdate sets, and the initial fraction the event reports)."""
+        market = self.exchange.markets[event.market_id]
+        tier, divisor = market.params.liquidity_tier, market.quantum_conversion_divisor
+        price, imf = market.oracle_price_subticks, event.initial_margin_ppm
+        size = event.position_before_base_quantums
+        old = requirements_at(size, price, divisor, tier, imf)
+        new = requirements_at(size + event.size_base_quantums, price, divisor, tier, imf)
+        before = Risk(event.net_collateral_before_quote_quantums, event.initial_before_quote_quantums,
+                      event.maintenance_before_quote_quantums)
+
+        def risk_after(received: int) -> Risk:
+            return Risk(before[0] + received + new[0] - old[0], before[1] + new[1] - old[1],
+                        before[2] + new[2] - old[2])
+
+        check_deleverage_fair(before, risk_after, event.quote_quantums)
 
     def _check_fill(self, fill: Fill) -> None:
         for order_id, fee in ((fill.taker_order_id, fill.taker_fee_quote_quantums),

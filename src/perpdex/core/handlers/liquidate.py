@@ -756,7 +756,8 @@ def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms
                          + max(offsetting_position - offset, 0) - max(offsetting_position, 0))
         if open_interest != market.open_interest_base_quantums:
             step.open_interest[market_id] = open_interest
-        step.events.append(Deleveraged(ts_ms, subaccount_id, candidate_id, market_id, offset, quote))
+        step.events.append(Deleveraged(ts_ms, subaccount_id, candidate_id, market_id, offset, quote, bankrupt_position,
+                                       *bankrupt_risk, market.initial_margin_ppm))
         ex.commit_step(step)
         events.extend(step.events)
         bankrupt_risk = None  # committed: the next offset recounts it

@@ -15,22 +15,15 @@ from perpdex.core.errors import (
     MalformedTxError,
     MarginError,
     MissingOraclePriceError,
-    OffStepError,
-    OffTickError,
     StaleOracleError,
     UnknownMarketError,
 )
 from perpdex.core.events import ForcedTradeExecuted
 from perpdex.core.handlers.common import check_subaccount_id, require_subaccount, settled
-from perpdex.core.handlers.place_order import _cancel_stale_reduce_only, check_margin_mode
+from perpdex.core.handlers.place_order import _cancel_stale_reduce_only, check_margin_mode, check_price, check_size
 from perpdex.core.margin import TransitionResult, account_risk, check_transition
 from perpdex.core.plan import Plan
-from perpdex.core.units import (
-    MAX_BALANCE_QUANTUMS,
-    MAX_ORDER_SIZE_BASE_QUANTUMS,
-    MAX_SUBTICKS,
-    div_floor,
-)
+from perpdex.core.units import MAX_BALANCE_QUANTUMS, div_floor
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
@@ -44,17 +37,8 @@ def plan(ex: Exchange, tx: ForcedTrade) -> Plan:
         raise UnknownMarketError(f"unknown market {tx.market_id!r}", field="market_id", value=tx.market_id)
     params = market.params
     size, price = tx.size_base_quantums, tx.price_subticks
-    if type(size) is not int or not 0 < size <= MAX_ORDER_SIZE_BASE_QUANTUMS:
-        raise MalformedTxError("size must be a positive integer of base quantums", field="size_base_quantums",
-                               value=size)
-    if size % params.step_base_quantums:
-        raise OffStepError(f"size is not a multiple of the step {params.step_base_quantums}",
-                           field="size_base_quantums", value=size)
-    if type(price) is not int or not 0 < price <= MAX_SUBTICKS:
-        raise MalformedTxError("price must be a positive integer of subticks", field="price_subticks", value=price)
-    if price % params.subticks_per_tick:
-        raise OffTickError(f"price is not a multiple of the tick {params.subticks_per_tick}",
-                           field="price_subticks", value=price)
+    check_size(size, params.step_base_quantums)
+    check_price(price, params.subticks_per_tick, "price_subticks")
     seller_id = check_subaccount_id(tx.seller, "seller")
     if seller_id == tx.buyer:
         raise MalformedTxError("buyer and seller are the same subaccount", field="seller", value=str(seller_id))

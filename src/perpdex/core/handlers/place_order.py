@@ -57,12 +57,7 @@ def _validated_order(ex: Exchange, market: MarketState, subaccount: Subaccount, 
     if not isinstance(tx.side, Side):
         raise MalformedTxError("side must be BUY or SELL", field="side", value=tx.side)
     size = tx.size_base_quantums
-    if type(size) is not int or not 0 < size <= MAX_ORDER_SIZE_BASE_QUANTUMS:
-        raise MalformedTxError("size must be a positive integer of base quantums", field="size_base_quantums",
-                               value=size)
-    if size % params.step_base_quantums:
-        raise OffStepError(f"size is not a multiple of the step size {params.step_base_quantums}",
-                           field="size_base_quantums", value=size)
+    check_size(size, params.step_base_quantums)
     if size < params.min_order_base_quantums:
         raise BelowMinOrderSizeError(f"size is below the minimum {params.min_order_base_quantums}",
                                      field="size_base_quantums", value=size)
@@ -73,7 +68,7 @@ def _validated_order(ex: Exchange, market: MarketState, subaccount: Subaccount, 
         raise MalformedTxError("time_in_force must be gtt, ioc, fok or post_only", field="time_in_force", value=tif)
     price = tx.price_subticks
     if order_type is OrderType.LIMIT or price is not None:
-        _check_price(price, params.subticks_per_tick, "price_subticks")
+        check_price(price, params.subticks_per_tick, "price_subticks")
     if order_type is OrderType.MARKET and tif not in _IMMEDIATE:
         raise MalformedTxError("a market order is IOC or FOK", field="time_in_force", value=tif.value)
     good_til = tx.good_til_ts_ms
@@ -100,7 +95,7 @@ def _validated_order(ex: Exchange, market: MarketState, subaccount: Subaccount, 
     if condition is not None:
         if not isinstance(condition, ConditionType):
             raise MalformedTxError("condition must be stop_loss or take_profit", field="condition", value=condition)
-        _check_price(trigger, params.subticks_per_tick, "trigger_price_subticks")
+        check_price(trigger, params.subticks_per_tick, "trigger_price_subticks")
         if tif is TimeInForce.POST_ONLY:
             raise MalformedTxError("a conditional order cannot be post-only", field="time_in_force", value=tif.value)
     check_margin_mode(subaccount, market)
@@ -112,7 +107,18 @@ def _validated_order(ex: Exchange, market: MarketState, subaccount: Subaccount, 
                  OrderStatus.UNTRIGGERED if condition is not None else OrderStatus.OPEN, tx.ts_ms)
 
 
-def _check_price(price: object, subticks_per_tick: int, field: str) -> None:
+def check_size(size: object, step_base_quantums: int) -> None:
+    """A positive whole number of base quantums on the step grid (raises MalformedTxError, OffStepError)."""
+    if type(size) is not int or not 0 < size <= MAX_ORDER_SIZE_BASE_QUANTUMS:
+        raise MalformedTxError("size must be a positive integer of base quantums", field="size_base_quantums",
+                               value=size)
+    if size % step_base_quantums:
+        raise OffStepError(f"size is not a multiple of the step size {step_base_quantums}",
+                           field="size_base_quantums", value=size)
+
+
+def check_price(price: object, subticks_per_tick: int, field: str) -> None:
+    """A positive whole number of subticks on the tick grid (raises MalformedTxError, OffTickError)."""
     if type(price) is not int or not 0 < price <= MAX_SUBTICKS:
         raise MalformedTxError(f"{field} must be a positive integer of subticks", field=field, value=price)
     if price % subticks_per_tick:

@@ -245,6 +245,10 @@ class TxStore(Protocol):
 
     def apply(self, tx: Any) -> list[Event]: ...
 
+    def txs_after(self, seq: int) -> list[Any]:
+        """The kept transactions with seq > `seq`, in order (a restarted sequencer's open batch)."""
+        ...
+
 
 class MemoryTxStore:
     """Transactions in a list beside an in-memory exchange (simulation, tests, the verifier's replica)."""
@@ -266,6 +270,9 @@ class MemoryTxStore:
         self.txs.append(tx)
         return events
 
+    def txs_after(self, seq: int) -> list[Any]:
+        return self.txs[seq:]
+
 
 class DurableTxStore:
     """Through the store: `perpdex.store.DurableExchange.apply` makes each accepted transaction durable (fsync)
@@ -284,6 +291,66 @@ class DurableTxStore:
 
     def apply(self, tx: Any) -> list[Event]:
         return self.durable.apply(tx)
+
+    def txs_after(self, seq: int) -> list[Any]:
+        return [tx for _, tx in self.durable.log.records(seq + 1)]
+
+
+class SignatureLog(Protocol):
+    """The signature each accepted signed transaction carried, by its seq in the tx store, kept durably so a
+    restarted sequencer can put the open batch's signatures back (`Sequencer.resume`)."""
+
+    def append(self, seq: int, envelope: Any) -> None: ...
+
+    def entries(self) -> dict[int, Any]: ...
+
+
+class MemorySignatureLog:
+    def __init__(self) -> None:
+        self.items: dict[int, Any] = {}
+
+    def append(self, seq: int, envelope: Any) -> None:
+        self.items[seq] = envelope
+
+    def entries(self) -> dict[int, Any]:
+        return dict(self.items)
+
+
+class JsonlSignatureLog:
+    """One JSON line per signed transaction (`<log>.signatures.jsonl` beside a store log), fsynced each."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def beside(cls, log_path: str | os.PathLike) -> JsonlSignatureLog:
+        return cls(Path(str(log_path) + ".signatures.jsonl"))
+
+    def append(self, seq: int, envelope: Any) -> None:
+        from perpdex.rollup.signatures import envelope_to_json
+
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps([seq, envelope_to_json(envelope)], separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def entries(self) -> dict[int, Any]:
+        """seq -> envelope; a torn last line (a crash mid-write, never acknowledged) is skipped."""
+        from perpdex.rollup.signatures import envelope_from_json
+
+        found: dict[int, Any] = {}
+        if not self.path.exists():
+            return found
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                seq, data = json.loads(line)
+                found[seq] = envelope_from_json(data)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                if number == len(lines):
+                    break
+                raise ValueError(f"{self.path}:{number}: not a signature record ({exc})") from None
+        return found
 
 
 class BatchStore(Protocol):

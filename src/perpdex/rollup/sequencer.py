@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from perpdex.core.errors import PerpdexError
 from perpdex.core.events import Event, Fill
+from perpdex.core.exchange import Exchange
 from perpdex.core.state import SubaccountId
 from perpdex.core.tx import ForcedTrade, Withdraw
 from perpdex.rollup.batch import (
@@ -24,6 +25,7 @@ from perpdex.rollup.batch import (
     BatchStore,
     ForcedResolution,
     MemoryBatchStore,
+    SignatureLog,
     SignedEntry,
     TxStore,
 )
@@ -59,6 +61,10 @@ class ForcedTradeRequest(NamedTuple):
     requested_ts_ms: int
 
 
+class ResumeError(Exception):
+    """A sequencer cannot restart from these batches and this store (they do not describe one history)."""
+
+
 class NonceRegistry:
     """(public key, nonce) pairs already used by accepted signed transactions (StarkEx keeps fulfilled orders in
     its orders tree for the same reason: a signed message executes once)."""
@@ -88,7 +94,7 @@ class Sequencer:
 
     def __init__(self, store: TxStore, tree: StateTree, policy: BatchPolicy | None = None, *,
                  batches: BatchStore | None = None, require_signatures: bool = False,
-                 on_batch: Callable[[Batch], None] | None = None) -> None:
+                 on_batch: Callable[[Batch], None] | None = None, signature_log: SignatureLog | None = None) -> None:
         policy = policy or BatchPolicy()
         if policy.max_txs < 1 or (policy.max_age_ms is not None and policy.max_age_ms < 1):
             raise ValueError("a batch policy needs max_txs >= 1 and max_age_ms >= 1 (or None)")
@@ -98,11 +104,61 @@ class Sequencer:
         self.batches = batches if batches is not None else MemoryBatchStore()
         self.require_signatures = require_signatures
         self.on_batch = on_batch
+        self.signature_log = signature_log
         self.nonces = NonceRegistry()
         self.batch_count = 0
         self.last_batch: Batch | None = None
         self._reset_open(store.last_seq + 1)
         self.rejected = 0
+
+    @classmethod
+    def resume(cls, store: TxStore, tree: StateTree, make_exchange: Callable[[], Exchange],
+               policy: BatchPolicy | None = None, *, batches: BatchStore,
+               signature_log: SignatureLog | None = None, require_signatures: bool = False,
+               on_batch: Callable[[Batch], None] | None = None) -> Sequencer:
+        """A sequencer restarted over a recovered tx store (`store.exchange` holds every logged transaction) and
+        the batches it had closed. Re-executes each closed batch on a fresh exchange (`make_exchange()`), commits
+        `tree` (fresh) at each boundary and checks the root each batch recorded, so a damaged or foreign batch
+        file stops the restart (ResumeError); restores the nonces the batches' signatures used; then opens a batch
+        with the transactions logged after the last one, with their signatures from `signature_log`, and checks
+        that re-applying them reaches the store's own state (digest). Raises ResumeError naming the batch.
+        Not recovered: forced-request resolutions of the open batch (the node's L1 bookkeeping is in memory;
+        a forced request served there but not yet in a closed batch would be served again)."""
+        closed = list(batches.batches())
+        replica = make_exchange()
+        nonces = NonceRegistry()
+        for expected_id, batch in enumerate(closed):
+            if batch.batch_id != expected_id or batch.prev_root != tree.root:
+                raise ResumeError(f"batch {batch.batch_id} does not follow batch {expected_id - 1}")
+            for tx in batch.txs:
+                try:
+                    replica.apply(tx)
+                except PerpdexError as error:
+                    raise ResumeError(f"batch {batch.batch_id}: a transaction is rejected on re-execution: "
+                                      f"{error}") from None
+            if tree.commit(replica).root != batch.root:
+                raise ResumeError(f"batch {batch.batch_id}: re-execution does not reach its root")
+            for entry in batch.signatures:
+                nonces.add(entry.envelope)
+        last_seq = closed[-1].last_seq if closed else 0
+        open_txs = store.txs_after(last_seq)
+        signatures = signature_log.entries() if signature_log is not None else {}
+        sequencer = cls(store, tree, policy, batches=batches, require_signatures=require_signatures,
+                        on_batch=on_batch, signature_log=signature_log)
+        sequencer.nonces = nonces
+        sequencer.batch_count = len(closed)
+        sequencer.last_batch = closed[-1] if closed else None
+        sequencer._reset_open(last_seq + 1)
+        for offset, tx in enumerate(open_txs):
+            events = replica.apply(tx)
+            envelope = signatures.get(last_seq + 1 + offset)
+            if envelope is not None:
+                sequencer.nonces.add(envelope)
+                sequencer._signatures.append(SignedEntry(len(sequencer._txs), envelope))
+            sequencer._record(tx, events)
+        if replica.digest() != store.exchange.digest():
+            raise ResumeError("the closed batches and the open transactions do not reach the store's state")
+        return sequencer
 
     @property
     def exchange(self):
@@ -149,6 +205,8 @@ class Sequencer:
             self.rejected += 1
             raise
         if signature is not None:
+            if self.signature_log is not None:  # durable before the events go back, as the tx itself
+                self.signature_log.append(self.store.last_seq, signature)
             self.nonces.add(signature)
             self._signatures.append(SignedEntry(len(self._txs), signature))
         self._record(tx, events)

@@ -20,7 +20,9 @@ from perpdex.rollup.batch import (
     DurableTxStore,
     ForcedResolution,
     JsonlBatchStore,
+    JsonlSignatureLog,
     MemoryBatchStore,
+    MemorySignatureLog,
     MemoryTxStore,
     Modification,
 )
@@ -44,7 +46,7 @@ from perpdex.rollup.prover import (
     ReexecutionVerifier,
     VerificationError,
 )
-from perpdex.rollup.sequencer import ForcedTradeRequest, ForcedWithdrawalRequest, Sequencer
+from perpdex.rollup.sequencer import ForcedTradeRequest, ForcedWithdrawalRequest, ResumeError, Sequencer
 from perpdex.rollup.tree import Commitment, LiabilityProof, StateProof, StateTree
 
 
@@ -71,8 +73,8 @@ def build_node(markets: Iterable[MarketParams], *, backend: str = "pedersen", po
 __all__ = [
     "BACKENDS", "STARK_PRIME", "Batch", "BatchHeader", "BatchPolicy", "Commitment", "Committee", "DataAvailability",
     "DurableTxStore", "EscapeDrillReport", "ForcedResolution", "ForcedTradeRequest", "ForcedWithdrawalRequest",
-    "GasModel", "GlobalState", "JsonlBatchStore", "L1Chain", "L1Error", "LeafData", "LiabilityProof",
-    "MemoryBatchStore", "MemoryTxStore", "Modification", "Proof", "ProvingTimeModel", "ReexecutionProver",
-    "ReexecutionVerifier", "RollupNode", "Sequencer", "StarkExContract", "StateProof", "StateTree",
+    "GasModel", "GlobalState", "JsonlBatchStore", "JsonlSignatureLog", "L1Chain", "L1Error", "LeafData",
+    "LiabilityProof", "MemoryBatchStore", "MemorySignatureLog", "MemoryTxStore", "Modification", "Proof",
+    "ProvingTimeModel", "ReexecutionProver", "ReexecutionVerifier", "ResumeError", "RollupNode", "Sequencer", "StarkExContract", "StateProof", "StateTree",
     "VerificationError", "account_value", "account_value_exact", "build_node", "escape_drill", "make_backend",
 ]

@@ -399,6 +399,12 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
     if order is not None:
         delta, limit = order
     else:
+        book = market.book
+        if (book.best_bid() if position > 0 else book.best_ask()) is None \
+                and subaccount.funding_epoch == ex.funding_epoch:
+            # no maker on the side it must trade against and no funding to settle: nothing can fill, cancel
+            # or commit, as below, without sizing and pricing the order (most attempts of a deep crash)
+            return 0, info, None
         try:
             delta = liquidatable_position_size_delta(position, params=params, oracle_price_subticks=oracle,
                                                      config=config, info=info)

@@ -25,6 +25,7 @@ from perpdex.rollup import (
     ReexecutionProver,
     ReexecutionVerifier,
     Sequencer,
+    StateProof,
     StateTree,
     VerificationError,
     make_backend,
@@ -217,3 +218,31 @@ def test_submit_many_checks_signatures_on_threads_and_matches_one_by_one(markets
         [type(r) if isinstance(r, PerpdexError) else r for r in one_by_one]
     assert [type(r) for r in results[-3:]] == [ReplayedNonceError, SignatureError, SignatureError]
     assert batched.flush().root == reference.flush().root
+
+
+def test_used_nonces_are_committed_in_the_state_root(markets, signed_setup):
+    """The root commits to the nonces tree: a sequencer that lost its in-memory list still refuses a replay of
+    a committed nonce, and a batch that hides a signature fails verification (its root no longer matches)."""
+    from perpdex.rollup.sequencer import NonceRegistry
+
+    seq, _, bob = signed_setup
+    before = seq.tree.nonces.root
+    sell, sell_sig = _signed_order(seq, bob, BOB_KEY, Side.SELL, 10_000_000, 100_000 * BTC, nonce=1)
+    seq.submit(sell, sell_sig)
+    batch = seq.flush()
+    assert seq.tree.nonces.root != before and seq.tree.nonce_used(sell_sig.public_key, 1, "StarkOrder")
+    seq.nonces = NonceRegistry()  # as if the list were lost: the committed tree still knows
+    again, again_sig = _signed_order(seq, bob, BOB_KEY, Side.SELL, 10_000_000, 101_000 * BTC, nonce=1, ts=3)
+    with pytest.raises(ReplayedNonceError):
+        seq.submit(again, again_sig)
+    verifier = ReexecutionVerifier(lambda: Exchange(markets), backend="blake2s")
+    prover = ReexecutionProver()
+    first = next(seq.batches.batches())
+    verifier.verify(first.header(), prover.prove(first))
+    hidden = replace(batch, signatures=())
+    with pytest.raises(VerificationError):
+        verifier.verify(hidden.header(), prover.prove(hidden))
+    verifier.verify(batch.header(), prover.prove(batch))
+    proof = seq.tree.state_proof(bob)
+    assert proof.nonces_root == seq.tree.nonces.root and proof.verify(make_backend("blake2s"), seq.tree.root)
+    assert StateProof.from_json(proof.to_json()) == proof

@@ -163,6 +163,7 @@ def exit_proof(log: str = typer.Argument(..., help=LOG_HELP),
     from perpdex.core.exchange import Exchange
     from perpdex.rollup import MemoryTxStore, StateTree, make_backend
     from perpdex.rollup.encoding import account_value
+    from perpdex.rollup.sequencer import batch_nonces
 
     with _one_line_errors():
         subaccount_id = _parse_account(account)
@@ -175,7 +176,7 @@ def exit_proof(log: str = typer.Argument(..., help=LOG_HELP),
         for batch in batch_list:
             for tx in batch.txs:
                 store.apply(tx)
-            tree.commit(store.exchange)
+            tree.commit(store.exchange, batch_nonces(batch.signatures))
             if tree.root != batch.root:
                 raise RollupCliError(f"batch {batch.batch_id} does not reproduce its root")
             if tree.root == wanted:

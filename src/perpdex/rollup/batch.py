@@ -24,7 +24,7 @@ from perpdex.core.tx import Deposit, Withdraw
 from perpdex.rollup.encoding import GlobalState, LeafData
 from perpdex.rollup.tree import LeafUpdate
 
-BATCH_FORMAT = 1
+BATCH_FORMAT = 2  # 2: the state root commits to the nonces tree
 
 
 class BatchPolicy(NamedTuple):

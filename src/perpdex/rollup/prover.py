@@ -20,9 +20,9 @@ from perpdex.core.state import SubaccountId
 from perpdex.core.tx import ForcedTrade, Withdraw
 from perpdex.rollup.batch import Batch, BatchHeader, ForcedResolution
 from perpdex.rollup.hashing import make_backend
-from perpdex.rollup.sequencer import NonceRegistry
+from perpdex.rollup.sequencer import NonceRegistry, batch_nonces
 from perpdex.rollup.signatures import StarkOrder, check_envelope
-from perpdex.rollup.tree import StateTree
+from perpdex.rollup.tree import StateTree, TreeError
 from perpdex.rollup.validity import BatchValidator
 
 MINUTE_MS = 60_000
@@ -123,7 +123,7 @@ class ReexecutionVerifier:
                 self.exchange.apply(tx)
             for entry in batch.signatures:
                 self.nonces.add(entry.envelope)
-            self.tree.commit(self.exchange)
+            self.tree.commit(self.exchange, batch_nonces(batch.signatures))
 
     def verify(self, header: BatchHeader, proof: Proof) -> None:
         batch = proof.witness
@@ -187,7 +187,10 @@ class ReexecutionVerifier:
             served = applied_at.get(index)
             if served is not None:
                 self._check_applied(served, batch, fail)
-        commitment = self.tree.commit(ex)
+        try:
+            commitment = self.tree.commit(ex, batch_nonces(batch.signatures))
+        except TreeError as error:
+            raise fail(f"nonces: {error}") from None
         claims = (("root", commitment.root, batch.root), ("positions root", commitment.positions_root,
                                                           batch.positions_root),
                   ("global state", commitment.global_state.fields(), batch.global_fields),

@@ -76,8 +76,9 @@ class NonceRegistry:
     def key(envelope: SignedEnvelope) -> tuple[int, int, str]:
         return envelope.public_key, envelope.nonce, type(envelope.message).__name__
 
-    def check(self, envelope: SignedEnvelope) -> None:
-        if self.key(envelope) in self.used:
+    def check(self, envelope: SignedEnvelope, tree: StateTree | None = None) -> None:
+        """Refuse a used nonce; with `tree`, also one whose slot in the committed nonces tree is taken."""
+        if self.key(envelope) in self.used or (tree is not None and tree.nonce_used(*self.key(envelope))):
             raise ReplayedNonceError("this key already used this nonce", field="nonce", value=envelope.nonce)
 
     def add(self, envelope: SignedEnvelope) -> None:
@@ -136,7 +137,7 @@ class Sequencer:
                 except PerpdexError as error:
                     raise ResumeError(f"batch {batch.batch_id}: a transaction is rejected on re-execution: "
                                       f"{error}") from None
-            if tree.commit(replica).root != batch.root:
+            if tree.commit(replica, batch_nonces(batch.signatures)).root != batch.root:
                 raise ResumeError(f"batch {batch.batch_id}: re-execution does not reach its root")
             for entry in batch.signatures:
                 nonces.add(entry.envelope)
@@ -194,7 +195,7 @@ class Sequencer:
                 raise SignatureError(f"{type(tx).__name__} needs a signature", field="signature", value=None)
         else:
             try:
-                self.nonces.check(signature)
+                self.nonces.check(signature, self.tree)
                 check_envelope(tx, signature, self.tree.position_ids.get, self._qce, signature_valid=signature_valid)
             except PerpdexError:
                 self.rejected += 1
@@ -296,7 +297,7 @@ class Sequencer:
         if not self._txs and not self._forced:
             return None
         prev_root = self.tree.root
-        commitment = self.tree.commit(self.exchange)
+        commitment = self.tree.commit(self.exchange, batch_nonces(self._signatures))
         txs = tuple(self._txs)
         batch = Batch(
             batch_id=self.batch_count, first_seq=self._first_seq, last_seq=self.store.last_seq, txs=txs,
@@ -320,6 +321,11 @@ class Sequencer:
 
     def flush(self) -> Batch | None:
         return self.close_batch()
+
+
+def batch_nonces(signatures: Sequence[SignedEntry]) -> list[tuple[int, int, str]]:
+    """The (public key, nonce, kind) each signed transaction of a batch used, for the state tree's nonces."""
+    return [NonceRegistry.key(entry.envelope) for entry in signatures]
 
 
 def forced_action(request: ForcedWithdrawalRequest | ForcedTradeRequest) -> tuple:

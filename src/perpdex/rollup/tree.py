@@ -6,7 +6,9 @@ Merkle-sum tree of account values (proof of liabilities). Only changed nodes are
     proof = tree.state_proof(subaccount_id)     # membership proof against commitment.root
     assert proof.verify(make_backend("pedersen"), commitment.root)
 
-State root = h(positions_root, global_state_hash). Position ids are assigned by the rollup in first-seen order
+State root = h(h(positions_root, global_state_hash), nonces_root): the nonces tree holds every (key, nonce) a signed
+message used, so the root says which signed messages have executed (StarkEx keeps its orders tree in the state for
+the same reason) and a new sequencer or verifier need not trust anyone's list. Position ids are assigned by the rollup in first-seen order
 (new subaccounts of one batch in sorted SubaccountId order), so a replay with the same batches assigns the same
 ids; each leaf carries its owner key and subaccount number, so a proof says whose position it is.
 """
@@ -14,7 +16,7 @@ ids; each leaf carries its owner key and subaccount number, so a proof says whos
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -33,6 +35,15 @@ from perpdex.rollup.hashing import HashBackend
 from perpdex.rollup.parallel import HashWorkers
 
 DEFAULT_HEIGHT = 64  # StarkEx PERPETUAL_POSITION_ID_UPPER_BOUND = 2**64 (PerpetualConstants.sol)
+NONCE_TREE_HEIGHT = 64  # as StarkEx's orders tree (ORDER_TREE_HEIGHT = 64)
+NONCE_KINDS = {"StarkOrder": 0, "StarkTransfer": 1, "StarkWithdrawal": 2}
+
+
+def nonce_leaf(backend: HashBackend, public_key: int, nonce: int, kind: str) -> tuple[int, int]:
+    """(slot, leaf) of a used nonce in the nonces tree: leaf = h(public key, kind << 64 | nonce), slot = its low
+    64 bits. A slot holding another leaf is a collision, refused like a replay (odds ~2**-64 per pair)."""
+    leaf = backend.hash2(public_key, (NONCE_KINDS[kind] << 64) | nonce)
+    return leaf & ((1 << NONCE_TREE_HEIGHT) - 1), leaf
 EMPTY_LEAF = 0
 
 
@@ -221,6 +232,7 @@ class StateProof(NamedTuple):
     leaf_fields: tuple[int, ...]
     siblings: tuple[int, ...]
     global_fields: tuple[int, ...]
+    nonces_root: int  # the nonces tree's root at that state (a sibling of the position and global part)
 
     @property
     def leaf(self) -> LeafData:
@@ -232,7 +244,7 @@ class StateProof(NamedTuple):
 
     def computed_root(self, backend: HashBackend) -> int:
         positions_root = merkle_root_from_path(backend, self.position_id, self.leaf.leaf_hash(backend), self.siblings)
-        return backend.hash2(positions_root, self.global_state.state_hash(backend))
+        return backend.hash2(backend.hash2(positions_root, self.global_state.state_hash(backend)), self.nonces_root)
 
     def verify(self, backend: HashBackend, root: int) -> bool:
         try:
@@ -242,12 +254,14 @@ class StateProof(NamedTuple):
 
     def to_json(self) -> dict:
         return {"position_id": self.position_id, "leaf_fields": [hex(x) for x in self.leaf_fields],
-                "siblings": [hex(x) for x in self.siblings], "global_fields": [hex(x) for x in self.global_fields]}
+                "siblings": [hex(x) for x in self.siblings], "global_fields": [hex(x) for x in self.global_fields],
+                "nonces_root": hex(self.nonces_root)}
 
     @classmethod
     def from_json(cls, data: dict) -> StateProof:
         return cls(int(data["position_id"]), tuple(int(x, 16) for x in data["leaf_fields"]),
-                   tuple(int(x, 16) for x in data["siblings"]), tuple(int(x, 16) for x in data["global_fields"]))
+                   tuple(int(x, 16) for x in data["siblings"]), tuple(int(x, 16) for x in data["global_fields"]),
+                   int(data["nonces_root"], 16))
 
 
 class LiabilityProof(NamedTuple):
@@ -287,6 +301,7 @@ class Commitment:
     positions_root: int
     global_state: GlobalState
     global_hash: int
+    nonces_root: int
     changed: tuple[LeafUpdate, ...]
     new_positions: tuple[tuple[SubaccountId, int], ...]  # ids assigned in this batch
     nodes_rehashed: int  # internal nodes of the position tree
@@ -320,12 +335,13 @@ class StateTree:
         self.positions = SparseMerkleTree(backend, height, workers=workers)
         self.commit_liabilities = commit_liabilities
         self.liabilities = MerkleSumTree(backend, height, workers=workers) if commit_liabilities else None
+        self.nonces = SparseMerkleTree(backend, NONCE_TREE_HEIGHT)
         self.position_ids: dict[SubaccountId, int] = {}
         self.subaccount_ids: list[SubaccountId] = []  # by position id
         self.leaves: dict[int, LeafData] = {}
         self.global_state: GlobalState | None = None
         self.global_hash = 0
-        self.root = backend.hash2(self.positions.root, 0)
+        self.root = backend.hash2(backend.hash2(self.positions.root, 0), self.nonces.root)
         self._seen: dict[SubaccountId, Subaccount] = {}
         self._payouts: dict[int, int] = {}  # position id -> max(value, 0)
         self._bad_debt: dict[int, int] = {}  # position id -> max(-value, 0)
@@ -333,8 +349,23 @@ class StateTree:
         self.total_bad_debt = 0
 
     # --- committing -------------------------------------------------------------------------------
-    def commit(self, exchange) -> Commitment:
+    def nonce_used(self, public_key: int, nonce: int, kind: str) -> bool:
+        """Whether the nonces tree already holds this (key, nonce, kind), or its slot is taken by another."""
+        slot, _ = nonce_leaf(self.backend, public_key, nonce, kind)
+        return self.nonces.leaf(slot) != 0
+
+    def commit(self, exchange, used_nonces: Iterable[tuple[int, int, str]] = ()) -> Commitment:
+        """Bring the tree up to `exchange` and add `used_nonces` ((public key, nonce, message kind) of the batch's
+        signed messages) to the nonces tree. Raises TreeError on a nonce already in the tree."""
         started = time.perf_counter()
+        nonce_leaves: dict[int, int] = {}
+        for public_key, nonce, kind in used_nonces:
+            slot, leaf = nonce_leaf(self.backend, public_key, nonce, kind)
+            if self.nonces.leaf(slot) or slot in nonce_leaves:
+                raise TreeError(f"nonce {nonce} of key {public_key:#x} is already used (or its slot is taken)")
+            nonce_leaves[slot] = leaf
+        if nonce_leaves:
+            self.nonces.update(nonce_leaves)
         calls_before = self.backend.calls
         changed_ids = [sid for sid, sub in exchange.subaccounts.items() if self._seen.get(sid) is not sub]
         new_ids = sorted(sid for sid in changed_ids if sid not in self.position_ids)
@@ -369,7 +400,7 @@ class StateTree:
         global_state = global_state_of(exchange, len(self.subaccount_ids))
         calls_before_root = self.backend.calls
         global_hash = global_state.state_hash(self.backend) if global_state != previous_global else self.global_hash
-        root = self.backend.hash2(self.positions.root, global_hash)
+        root = self.backend.hash2(self.backend.hash2(self.positions.root, global_hash), self.nonces.root)
         leaf_calls += self.backend.calls - calls_before_root
         self.global_state, self.global_hash, self.root = global_state, global_hash, root
         root_update_s = time.perf_counter() - started
@@ -379,7 +410,8 @@ class StateTree:
             liabilities_nodes = self._update_liabilities(exchange, updates, previous_global, global_state)
             liabilities_root = self.liabilities.root
             liabilities_s = time.perf_counter() - liabilities_started
-        return Commitment(root, self.positions.root, global_state, global_hash, tuple(updates), tuple(new_positions),
+        return Commitment(root, self.positions.root, global_state, global_hash, self.nonces.root, tuple(updates),
+                          tuple(new_positions),
                           rehashed, leaf_calls, liabilities_root, liabilities_nodes, root_update_s, liabilities_s,
                           {"encode_s": encoded_s, "tree_s": tree_s})
 
@@ -437,6 +469,7 @@ class StateTree:
         for position_id, sid in enumerate(order):
             fresh.position_ids[sid] = position_id
             fresh.subaccount_ids.append(sid)
+        fresh.nonces = self.nonces  # used nonces are history, not exchange state: kept as they are
         commitment = fresh.commit(exchange)
         self.__dict__.update(fresh.__dict__)
         return commitment
@@ -453,7 +486,7 @@ class StateTree:
             raise TreeError("nothing committed yet")
         position_id = self.position_id(subaccount_id)
         return StateProof(position_id, self.leaves[position_id].fields(), self.positions.proof(position_id),
-                          self.global_state.fields())
+                          self.global_state.fields(), self.nonces.root)
 
     def liability_proof(self, subaccount_id: SubaccountId) -> LiabilityProof:
         if self.liabilities is None:

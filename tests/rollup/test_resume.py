@@ -15,7 +15,7 @@ from perpdex.core.tx import Deposit, OraclePrice, OracleUpdate, PlaceOrder
 from perpdex.core.units import QUOTE
 from perpdex.rollup import workload
 from perpdex.rollup.batch import (
-    BatchPolicy, DurableTxStore, JsonlBatchStore, JsonlSignatureLog, MemoryBatchStore, MemoryTxStore,
+    BatchPolicy, DurableTxStore, JsonlBatchStore, JsonlJournal, MemoryBatchStore, MemoryTxStore,
 )
 from perpdex.rollup.hashing import make_backend
 from perpdex.rollup.prover import ReexecutionProver, ReexecutionVerifier
@@ -44,9 +44,9 @@ def test_a_restarted_sequencer_continues_the_history_exactly(tmp_path):
     markets = load_markets()
     log = tmp_path / "ex.db"
     durable = DurableExchange.create(log, snapshots=None)
-    batches, signatures = JsonlBatchStore.beside(log), JsonlSignatureLog.beside(log)
+    batches, journal = JsonlBatchStore.beside(log), JsonlJournal.beside(log)
     policy = BatchPolicy(40, None)
-    sequencer = Sequencer(DurableTxStore(durable), _tree(), policy, batches=batches, signature_log=signatures)
+    sequencer = Sequencer(DurableTxStore(durable), _tree(), policy, batches=batches, journal=journal)
     sequencer.submit(Deposit(1, OWNER, 100_000 * QUOTE))
     for tx in workload.genesis(20):
         sequencer.submit(tx)
@@ -61,7 +61,7 @@ def test_a_restarted_sequencer_continues_the_history_exactly(tmp_path):
 
     recovered = DurableExchange.open(log, snapshots=None)
     resumed = Sequencer.resume(DurableTxStore(recovered), _tree(), lambda: Exchange(markets), policy,
-                               batches=batches, signature_log=signatures)
+                               batches=batches, journal=journal)
     assert (resumed.batch_count, resumed.open_count) == (closed, open_count)
     with pytest.raises(ReplayedNonceError):
         resumed.submit(*replayed)  # the nonce used before the crash is still used
@@ -89,3 +89,44 @@ def test_a_batch_file_that_does_not_match_the_store_stops_the_restart():
     batches.items[1] = replace(batches.items[1], root=batches.items[1].root ^ 1)
     with pytest.raises(ResumeError, match="batch 1"):
         Sequencer.resume(store, _tree(), lambda: Exchange(markets), batches=batches)
+
+
+def test_a_restarted_operator_serves_each_forced_request_once_and_submits_what_was_not_accepted(tmp_path):
+    """The chain (contract) outlives the operator. Before the crash: one batch accepted, one closed but still
+    proving, and a forced withdrawal served in the open batch. After it, the node re-proves and submits the
+    closed batch, does not serve the forced withdrawal again, and the contract ends with it served once."""
+    from perpdex.rollup import L1Chain, ReexecutionProver, RollupNode, StarkExContract
+    from perpdex.rollup.prover import ProvingTimeModel
+
+    markets = load_markets()
+    log = tmp_path / "ex.db"
+    durable = DurableExchange.create(log, snapshots=None)
+    batches, journal = JsonlBatchStore.beside(log), JsonlJournal.beside(log)
+    policy = BatchPolicy(1_000, None)
+    sequencer = Sequencer(DurableTxStore(durable), _tree(), policy, batches=batches, journal=journal)
+    verifier = ReexecutionVerifier(lambda: Exchange(markets), backend="blake2s")
+    contract = StarkExContract(L1Chain(), verifier, genesis_root=sequencer.root, backend=make_backend("blake2s"))
+    proving = ProvingTimeModel(fixed_ms=3_600_000, per_tx_ms=0)
+    node = RollupNode(sequencer, ReexecutionProver(proving), contract)
+    alice = SubaccountId("alice")
+    node.submit(Deposit(1, alice, 1_000 * QUOTE))
+    sequencer.flush()  # batch 0: ready at 1 h
+    node.advance(3_600_002)  # accepted
+    node.submit(Deposit(3_600_010, SubaccountId("bob"), 5 * QUOTE))
+    sequencer.flush()  # batch 1: closed, proving until 2 h
+    request = contract.forced_withdrawal_request(alice, 100 * QUOTE)
+    node.serve_forced(3_600_020)  # in the open batch
+    assert contract.next_batch_id == 1 and len(sequencer.open_forced) == 1
+    durable.close()  # the operator dies; the contract (the chain) lives on
+
+    recovered = DurableExchange.open(log, snapshots=None)
+    resumed = Sequencer.resume(DurableTxStore(recovered), _tree(), lambda: Exchange(markets), policy,
+                               batches=batches, journal=journal)
+    node = RollupNode.resume(resumed, ReexecutionProver(proving), contract)
+    node.serve_forced(3_600_030)  # already served by the open batch: nothing new
+    assert len(resumed.open_forced) == 1 and resumed.open_count == 1
+    node.finish()
+    assert contract.next_batch_id == 3 and contract.forced[request.request_id].served
+    assert recovered.exchange.subaccount(alice).usdc_quote_quantums == 900 * QUOTE  # withdrawn once
+    assert [t.accepted_ms is not None for t in node.timeline] == [True, True, True]
+    recovered.close()

@@ -20,9 +20,9 @@ from perpdex.rollup.batch import (
     DurableTxStore,
     ForcedResolution,
     JsonlBatchStore,
-    JsonlSignatureLog,
+    JsonlJournal,
     MemoryBatchStore,
-    MemorySignatureLog,
+    MemoryJournal,
     MemoryTxStore,
     Modification,
 )
@@ -73,8 +73,8 @@ def build_node(markets: Iterable[MarketParams], *, backend: str = "pedersen", po
 __all__ = [
     "BACKENDS", "STARK_PRIME", "Batch", "BatchHeader", "BatchPolicy", "Commitment", "Committee", "DataAvailability",
     "DurableTxStore", "EscapeDrillReport", "ForcedResolution", "ForcedTradeRequest", "ForcedWithdrawalRequest",
-    "GasModel", "GlobalState", "JsonlBatchStore", "JsonlSignatureLog", "L1Chain", "L1Error", "LeafData",
-    "LiabilityProof", "MemoryBatchStore", "MemorySignatureLog", "MemoryTxStore", "Modification", "Proof",
+    "GasModel", "GlobalState", "JsonlBatchStore", "JsonlJournal", "L1Chain", "L1Error", "LeafData",
+    "LiabilityProof", "MemoryBatchStore", "MemoryJournal", "MemoryTxStore", "Modification", "Proof",
     "ProvingTimeModel", "ReexecutionProver", "ReexecutionVerifier", "ResumeError", "RollupNode", "Sequencer", "StarkExContract", "StateProof", "StateTree",
     "VerificationError", "account_value", "account_value_exact", "build_node", "escape_drill", "make_backend",
 ]

@@ -163,9 +163,7 @@ class Batch:
             "last_seq": self.last_seq,
             "txs": [list(encode_tx(tx)[:3]) for tx in self.txs],
             "signatures": [[s.tx_index, envelope_to_json(s.envelope)] for s in self.signatures],
-            "forced": [[f.request_id, f.applied, list(f.tx_indices), f.code,
-                        list(encode_tx(f.rejected_tx)[:3]) if f.rejected_tx is not None else None, list(f.action)]
-                       for f in self.forced],
+            "forced": [forced_to_json(f) for f in self.forced],
             "prev_root": hex(self.prev_root), "root": hex(self.root), "positions_root": hex(self.positions_root),
             "global_fields": [hex(x) for x in self.global_fields],
             "changed": [[u.position_id, u.subaccount_id.owner, u.subaccount_id.number,
@@ -189,9 +187,7 @@ class Batch:
             batch_id=data["batch_id"], first_seq=data["first_seq"], last_seq=data["last_seq"],
             txs=tuple(decode_tx(name, version, body) for name, version, body in data["txs"]),
             signatures=tuple(SignedEntry(i, envelope_from_json(e)) for i, e in data["signatures"]),
-            forced=tuple(ForcedResolution(r, a, tuple(ix), c, decode_tx(*rejected) if rejected else None,
-                                          tuple(action))
-                         for r, a, ix, c, rejected, action in data["forced"]),
+            forced=tuple(forced_from_json(f) for f in data["forced"]),
             prev_root=int(data["prev_root"], 16), root=int(data["root"], 16),
             positions_root=int(data["positions_root"], 16),
             global_fields=tuple(int(x, 16) for x in data["global_fields"]),
@@ -296,61 +292,102 @@ class DurableTxStore:
         return [tx for _, tx in self.durable.log.records(seq + 1)]
 
 
-class SignatureLog(Protocol):
-    """The signature each accepted signed transaction carried, by its seq in the tx store, kept durably so a
-    restarted sequencer can put the open batch's signatures back (`Sequencer.resume`)."""
+class Journal(Protocol):
+    """What the open batch holds beyond the tx store's transactions, kept durably so a restarted sequencer can put
+    it back (`Sequencer.resume`): the signature each accepted signed transaction carried (by its seq in the tx
+    store) and each forced-request resolution (by the batch it was served in)."""
 
-    def append(self, seq: int, envelope: Any) -> None: ...
+    def signature(self, seq: int, envelope: Any) -> None: ...
 
-    def entries(self) -> dict[int, Any]: ...
+    def forced(self, batch_id: int, resolution: ForcedResolution) -> None: ...
+
+    def signatures(self) -> dict[int, Any]: ...
+
+    def forced_in(self, batch_id: int) -> list[ForcedResolution]: ...
 
 
-class MemorySignatureLog:
+class MemoryJournal:
     def __init__(self) -> None:
-        self.items: dict[int, Any] = {}
+        self.signed: dict[int, Any] = {}
+        self.resolutions: list[tuple[int, ForcedResolution]] = []
 
-    def append(self, seq: int, envelope: Any) -> None:
-        self.items[seq] = envelope
+    def signature(self, seq: int, envelope: Any) -> None:
+        self.signed[seq] = envelope
 
-    def entries(self) -> dict[int, Any]:
-        return dict(self.items)
+    def forced(self, batch_id: int, resolution: ForcedResolution) -> None:
+        self.resolutions.append((batch_id, resolution))
+
+    def signatures(self) -> dict[int, Any]:
+        return dict(self.signed)
+
+    def forced_in(self, batch_id: int) -> list[ForcedResolution]:
+        return [resolution for batch, resolution in self.resolutions if batch == batch_id]
 
 
-class JsonlSignatureLog:
-    """One JSON line per signed transaction (`<log>.signatures.jsonl` beside a store log), fsynced each."""
+class JsonlJournal:
+    """One JSON line per record (`<log>.journal.jsonl` beside a store log), fsynced each: ["sig", seq, envelope]
+    or ["forced", batch id, resolution]. A torn last line (a crash mid-write, never acknowledged) is skipped."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
     @classmethod
-    def beside(cls, log_path: str | os.PathLike) -> JsonlSignatureLog:
-        return cls(Path(str(log_path) + ".signatures.jsonl"))
+    def beside(cls, log_path: str | os.PathLike) -> JsonlJournal:
+        return cls(Path(str(log_path) + ".journal.jsonl"))
 
-    def append(self, seq: int, envelope: Any) -> None:
-        from perpdex.rollup.signatures import envelope_to_json
-
+    def _append(self, record: list) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps([seq, envelope_to_json(envelope)], separators=(",", ":")) + "\n")
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
-    def entries(self) -> dict[int, Any]:
-        """seq -> envelope; a torn last line (a crash mid-write, never acknowledged) is skipped."""
-        from perpdex.rollup.signatures import envelope_from_json
+    def signature(self, seq: int, envelope: Any) -> None:
+        from perpdex.rollup.signatures import envelope_to_json
 
-        found: dict[int, Any] = {}
+        self._append(["sig", seq, envelope_to_json(envelope)])
+
+    def forced(self, batch_id: int, resolution: ForcedResolution) -> None:
+        self._append(["forced", batch_id, forced_to_json(resolution)])
+
+    def _records(self) -> list[list]:
         if not self.path.exists():
-            return found
+            return []
         lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = []
         for number, line in enumerate(lines, start=1):
             try:
-                seq, data = json.loads(line)
-                found[seq] = envelope_from_json(data)
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                record = json.loads(line)
+                if record[0] not in ("sig", "forced"):
+                    raise ValueError(f"unknown record kind {record[0]!r}")
+            except (ValueError, TypeError, IndexError) as exc:
                 if number == len(lines):
                     break
-                raise ValueError(f"{self.path}:{number}: not a signature record ({exc})") from None
-        return found
+                raise ValueError(f"{self.path}:{number}: not a journal record ({exc})") from None
+            records.append(record)
+        return records
+
+    def signatures(self) -> dict[int, Any]:
+        from perpdex.rollup.signatures import envelope_from_json
+
+        return {seq: envelope_from_json(data) for kind, seq, data in self._records() if kind == "sig"}
+
+    def forced_in(self, batch_id: int) -> list[ForcedResolution]:
+        return [forced_from_json(data) for kind, batch, data in self._records() if kind == "forced" and batch == batch_id]
+
+
+def forced_to_json(f: ForcedResolution) -> list:
+    from perpdex.store.codec import encode_tx
+
+    return [f.request_id, f.applied, list(f.tx_indices), f.code,
+            list(encode_tx(f.rejected_tx)[:3]) if f.rejected_tx is not None else None, list(f.action)]
+
+
+def forced_from_json(data: list) -> ForcedResolution:
+    from perpdex.store.codec import decode_tx
+
+    request_id, applied, indices, code, rejected, action = data
+    return ForcedResolution(request_id, applied, tuple(indices), code, decode_tx(*rejected) if rejected else None,
+                            tuple(action))
 
 
 class BatchStore(Protocol):

@@ -386,6 +386,25 @@ class RollupNode:
 
         sequencer.on_batch = on_batch
 
+    @classmethod
+    def resume(cls, sequencer: Sequencer, prover: Prover, contract: StarkExContract, **options: Any) -> RollupNode:
+        """The operator restarted with a resumed sequencer (`Sequencer.resume`) against the same L1 contract (the
+        chain outlives the operator): the closed batches the contract has not accepted are proved again and
+        queued, ready at their close time plus the proving time as before; every forced request a closed batch or
+        the open batch already serves counts as served, so none is served twice."""
+        node = cls(sequencer, prover, contract, **options)
+        accepted_ms = {record.batch_id: record.accepted_ms for record in contract.updates}
+        for batch in sequencer.batches.batches():
+            node.served.update(resolution.request_id for resolution in batch.forced)
+            if batch.batch_id >= contract.next_batch_id:
+                node._on_batch(batch)
+            else:
+                ready = batch.closed_ts_ms + prover.prove(batch).proving_time_ms
+                node.timeline.append(BatchTimeline(batch.batch_id, len(batch.txs), batch.closed_ts_ms, ready,
+                                                   accepted_ms.get(batch.batch_id)))
+        node.served.update(resolution.request_id for resolution in sequencer.open_forced)
+        return node
+
     def submit(self, tx: Any, signature: Any = None) -> list:
         if self.deposit_on_l1 and type(tx) is Deposit:
             self.contract.chain.advance_to(tx.ts_ms)

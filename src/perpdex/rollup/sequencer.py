@@ -25,7 +25,7 @@ from perpdex.rollup.batch import (
     BatchStore,
     ForcedResolution,
     MemoryBatchStore,
-    SignatureLog,
+    Journal,
     SignedEntry,
     TxStore,
 )
@@ -95,7 +95,7 @@ class Sequencer:
 
     def __init__(self, store: TxStore, tree: StateTree, policy: BatchPolicy | None = None, *,
                  batches: BatchStore | None = None, require_signatures: bool = False,
-                 on_batch: Callable[[Batch], None] | None = None, signature_log: SignatureLog | None = None) -> None:
+                 on_batch: Callable[[Batch], None] | None = None, journal: Journal | None = None) -> None:
         policy = policy or BatchPolicy()
         if policy.max_txs < 1 or (policy.max_age_ms is not None and policy.max_age_ms < 1):
             raise ValueError("a batch policy needs max_txs >= 1 and max_age_ms >= 1 (or None)")
@@ -105,7 +105,7 @@ class Sequencer:
         self.batches = batches if batches is not None else MemoryBatchStore()
         self.require_signatures = require_signatures
         self.on_batch = on_batch
-        self.signature_log = signature_log
+        self.journal = journal
         self.nonces = NonceRegistry()
         self.batch_count = 0
         self.last_batch: Batch | None = None
@@ -115,16 +115,15 @@ class Sequencer:
     @classmethod
     def resume(cls, store: TxStore, tree: StateTree, make_exchange: Callable[[], Exchange],
                policy: BatchPolicy | None = None, *, batches: BatchStore,
-               signature_log: SignatureLog | None = None, require_signatures: bool = False,
+               journal: Journal | None = None, require_signatures: bool = False,
                on_batch: Callable[[Batch], None] | None = None) -> Sequencer:
         """A sequencer restarted over a recovered tx store (`store.exchange` holds every logged transaction) and
         the batches it had closed. Re-executes each closed batch on a fresh exchange (`make_exchange()`), commits
         `tree` (fresh) at each boundary and checks the root each batch recorded, so a damaged or foreign batch
         file stops the restart (ResumeError); restores the nonces the batches' signatures used; then opens a batch
-        with the transactions logged after the last one, with their signatures from `signature_log`, and checks
-        that re-applying them reaches the store's own state (digest). Raises ResumeError naming the batch.
-        Not recovered: forced-request resolutions of the open batch (the node's L1 bookkeeping is in memory;
-        a forced request served there but not yet in a closed batch would be served again)."""
+        with the transactions logged after the last one, with their signatures and forced-request resolutions
+        from `journal`, and checks that re-applying them reaches the store's own state (digest). Raises
+        ResumeError naming the batch."""
         closed = list(batches.batches())
         replica = make_exchange()
         nonces = NonceRegistry()
@@ -143,9 +142,9 @@ class Sequencer:
                 nonces.add(entry.envelope)
         last_seq = closed[-1].last_seq if closed else 0
         open_txs = store.txs_after(last_seq)
-        signatures = signature_log.entries() if signature_log is not None else {}
+        signatures = journal.signatures() if journal is not None else {}
         sequencer = cls(store, tree, policy, batches=batches, require_signatures=require_signatures,
-                        on_batch=on_batch, signature_log=signature_log)
+                        on_batch=on_batch, journal=journal)
         sequencer.nonces = nonces
         sequencer.batch_count = len(closed)
         sequencer.last_batch = closed[-1] if closed else None
@@ -157,6 +156,8 @@ class Sequencer:
                 sequencer.nonces.add(envelope)
                 sequencer._signatures.append(SignedEntry(len(sequencer._txs), envelope))
             sequencer._record(tx, events)
+        if journal is not None:
+            sequencer._forced = journal.forced_in(len(closed))
         if replica.digest() != store.exchange.digest():
             raise ResumeError("the closed batches and the open transactions do not reach the store's state")
         return sequencer
@@ -182,6 +183,11 @@ class Sequencer:
     def open_count(self) -> int:
         return len(self._txs)
 
+    @property
+    def open_forced(self) -> tuple[ForcedResolution, ...]:
+        """Forced requests the open batch serves."""
+        return tuple(self._forced)
+
     # --- transactions ---------------------------------------------------------------------------
     def submit(self, tx: Any, signature: SignedEnvelope | None = None, *,
                signature_valid: bool | None = None) -> list[Event]:
@@ -206,8 +212,8 @@ class Sequencer:
             self.rejected += 1
             raise
         if signature is not None:
-            if self.signature_log is not None:  # durable before the events go back, as the tx itself
-                self.signature_log.append(self.store.last_seq, signature)
+            if self.journal is not None:  # durable before the events go back, as the tx itself
+                self.journal.signature(self.store.last_seq, signature)
             self.nonces.add(signature)
             self._signatures.append(SignedEntry(len(self._txs), signature))
         self._record(tx, events)
@@ -270,7 +276,7 @@ class Sequencer:
         else:
             self._record(tx, events)
             resolution = ForcedResolution(request.request_id, True, (index,), action=forced_action(request))
-        self._forced.append(resolution)
+        self._add_forced(resolution)
         return resolution
 
     def serve_forced_trade(self, request: ForcedTradeRequest, ts_ms: int) -> ForcedResolution:
@@ -288,8 +294,13 @@ class Sequencer:
         else:
             self._record(tx, events)
             resolution = ForcedResolution(request.request_id, True, (index,), action=forced_action(request))
-        self._forced.append(resolution)
+        self._add_forced(resolution)
         return resolution
+
+    def _add_forced(self, resolution: ForcedResolution) -> None:
+        if self.journal is not None:  # durable before the request counts as served, as a signature
+            self.journal.forced(self.batch_count, resolution)
+        self._forced.append(resolution)
 
     # --- batches -------------------------------------------------------------------------------
     def close_batch(self, closed_ts_ms: int | None = None) -> Batch | None:

@@ -87,7 +87,9 @@ class Exchange:
         follow_up = _FOLLOW_UPS.get(type(tx))
         if follow_up is not None:
             events.extend(follow_up(self, tx))
-        self._expire(ts_ms, events)
+        expiries = self.expiries
+        if expiries and expiries[0][0] <= ts_ms:
+            self._expire(ts_ms, events)
         if ts_ms >= self.next_funding_observation_ms:
             self._observe_funding(ts_ms)
         self.last_ts_ms = ts_ms
@@ -100,19 +102,22 @@ class Exchange:
         self._commit(plan)
 
     def _commit(self, plan: Plan) -> None:
-        touch = self.screen.touch
-        subaccounts = self.subaccounts
-        for subaccount_id, subaccount in plan.subaccounts.items():
-            old = subaccounts.get(subaccount_id)
-            old_markets = old.positions.keys() if old is not None else ()
-            if old_markets != subaccount.positions.keys():
-                for market_id in set(old_markets) - subaccount.positions.keys():
-                    self.holders[market_id].discard(subaccount_id)
-                for market_id in subaccount.positions.keys() - set(old_markets):
-                    self.holders[market_id].add(subaccount_id)
-            subaccount.funding_epoch = self.funding_epoch  # handlers commit only settled versions
-            subaccounts[subaccount_id] = subaccount
-            touch(subaccount_id)
+        # Every section is guarded by a truth test: most plans (a resting order, a cancel) fill one
+        # or two of them, and an empty section should cost a test, not a loop.
+        if plan.subaccounts:
+            touch = self.screen.touch
+            subaccounts = self.subaccounts
+            for subaccount_id, subaccount in plan.subaccounts.items():
+                old = subaccounts.get(subaccount_id)
+                old_markets = old.positions.keys() if old is not None else ()
+                if old_markets != subaccount.positions.keys():
+                    for market_id in set(old_markets) - subaccount.positions.keys():
+                        self.holders[market_id].discard(subaccount_id)
+                    for market_id in subaccount.positions.keys() - set(old_markets):
+                        self.holders[market_id].add(subaccount_id)
+                subaccount.funding_epoch = self.funding_epoch  # handlers commit only settled versions
+                subaccounts[subaccount_id] = subaccount
+                touch(subaccount_id)
         if plan.fees_delta_quote_quantums:
             self.fees_collected_quote_quantums += plan.fees_delta_quote_quantums
         if plan.insurance_delta_quote_quantums:
@@ -125,40 +130,48 @@ class Exchange:
             self.socialized_loss_quote_quantums += plan.socialized_loss_delta
         if plan.funding_updates:
             self.funding_epoch += 1
-        for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
-            market = self.markets[market_id]
-            market.funding_index = funding_index
-            market.funding_state = funding_state
-            market.funding_interval_start_ms = start_ms
-            for holder in self.holders[market_id]:
-                touch(holder)  # their unsettled funding moved: the screen refreshes them
-        for asset_id, amount in plan.deposited_delta.items():
-            self.total_deposited[asset_id] = self.total_deposited.get(asset_id, 0) + amount
-        for asset_id, amount in plan.withdrawn_delta.items():
-            self.total_withdrawn[asset_id] = self.total_withdrawn.get(asset_id, 0) + amount
+            touch = self.screen.touch
+            for market_id, funding_index, funding_state, start_ms in plan.funding_updates:
+                market = self.markets[market_id]
+                market.funding_index = funding_index
+                market.funding_state = funding_state
+                market.funding_interval_start_ms = start_ms
+                for holder in self.holders[market_id]:
+                    touch(holder)  # their unsettled funding moved: the screen refreshes them
+        if plan.deposited_delta:
+            for asset_id, amount in plan.deposited_delta.items():
+                self.total_deposited[asset_id] = self.total_deposited.get(asset_id, 0) + amount
+        if plan.withdrawn_delta:
+            for asset_id, amount in plan.withdrawn_delta.items():
+                self.total_withdrawn[asset_id] = self.total_withdrawn.get(asset_id, 0) + amount
         markets = self.markets
-        for market_id, open_interest in plan.open_interest.items():
-            market = markets[market_id]
-            market.open_interest_base_quantums = open_interest
-            market.refresh_initial_margin()
-        for market_id, price_subticks, ts_ms in plan.oracle_prices:
-            market = markets[market_id]
-            market.oracle_price_subticks = price_subticks
-            market.oracle_ts_ms = ts_ms
-            market.refresh_initial_margin()
-        for order, fill_base_quantums in plan.maker_fills:
-            remaining = markets[order.market_id].book.fill(order.order_id, order.is_buy, order.price_subticks,
-                                                           fill_base_quantums)
-            order.remaining_base_quantums = remaining
-            if remaining:
-                if order.status is not OrderStatus.PARTIALLY_FILLED:
-                    check_order_transition(order.status, OrderStatus.PARTIALLY_FILLED)
-                    order.status = OrderStatus.PARTIALLY_FILLED
-            else:
-                self._finish(order, OrderStatus.FILLED, on_book=False)
-        for order, status, _reason in plan.finished:
-            if order.order_id in self.open_orders:  # a maker may be both filled and finished
-                self._finish(order, status, on_book=True)
+        if plan.open_interest:
+            for market_id, open_interest in plan.open_interest.items():
+                market = markets[market_id]
+                market.open_interest_base_quantums = open_interest
+                market.refresh_initial_margin()
+        if plan.oracle_prices:
+            for market_id, price_subticks, ts_ms in plan.oracle_prices:
+                market = markets[market_id]
+                market.oracle_price_subticks = price_subticks
+                market.oracle_ts_ms = ts_ms
+                market.refresh_initial_margin()
+        if plan.maker_fills:
+            for order, fill_base_quantums in plan.maker_fills:
+                remaining = markets[order.market_id].book.fill(order.order_id, order.is_buy, order.price_subticks,
+                                                               fill_base_quantums)
+                order.remaining_base_quantums = remaining
+                if remaining:
+                    if order.status is not OrderStatus.PARTIALLY_FILLED:
+                        check_order_transition(order.status, OrderStatus.PARTIALLY_FILLED)
+                        order.status = OrderStatus.PARTIALLY_FILLED
+                else:
+                    self._finish(order, OrderStatus.FILLED, on_book=False)
+        if plan.finished:
+            open_orders = self.open_orders
+            for order, status, _reason in plan.finished:
+                if order.order_id in open_orders:  # a maker may be both filled and finished
+                    self._finish(order, status, on_book=True)
         placed = plan.placed
         if placed is not None:
             self._commit_placed(placed, plan)
@@ -195,7 +208,10 @@ class Exchange:
         self.open_orders[order.order_id] = order
         if order.client_id is not None:
             self.client_ids[(order.subaccount_id, order.client_id)] = order.order_id
-        self.orders_by_subaccount.setdefault(order.subaccount_id, set()).add(order.order_id)
+        owned = self.orders_by_subaccount.get(order.subaccount_id)
+        if owned is None:
+            owned = self.orders_by_subaccount[order.subaccount_id] = set()
+        owned.add(order.order_id)
         if order.good_til_ts_ms is not None:
             heapq.heappush(self.expiries, (order.good_til_ts_ms, order.order_id))
 

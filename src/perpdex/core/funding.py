@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from itertools import chain
 from typing import NamedTuple, NewType, Protocol, TypeVar
 
 from perpdex.core.errors import InvariantViolation, OracleError, ParamsError
@@ -166,17 +167,22 @@ def book_premium_ppm(bid_levels: Iterable[tuple[int, int]], ask_levels: Iterable
     if index_price_subticks <= 0:
         raise OracleError("premium needs a positive index price", field="index_price_subticks",
                           value=index_price_subticks)
-    bids, asks = list(bid_levels), list(ask_levels)
-    if not bids and not asks:
+    # Levels are read lazily: the best of each side decides the case, and only the impact walk
+    # reads deeper (a whole book per vote would cost milliseconds on a deep book).
+    bids, asks = iter(bid_levels), iter(ask_levels)
+    best_bid, best_ask = next(bids, None), next(asks, None)
+    if best_bid is None and best_ask is None:
         return 0
-    if bids and asks and bids[0][0] >= asks[0][0]:
-        raise InvariantViolation(f"crossed book: best bid {bids[0][0]} >= best ask {asks[0][0]}")
-    if bids and index_price_subticks < bids[0][0]:
-        impact = impact_price_subticks(bids, impact_notional_quote_quantums, quantum_conversion_divisor)
+    if best_bid is not None and best_ask is not None and best_bid[0] >= best_ask[0]:
+        raise InvariantViolation(f"crossed book: best bid {best_bid[0]} >= best ask {best_ask[0]}")
+    if best_bid is not None and index_price_subticks < best_bid[0]:
+        impact = impact_price_subticks(chain((best_bid,), bids), impact_notional_quote_quantums,
+                                       quantum_conversion_divisor)
         if impact is None or index_price_subticks >= impact:
             return 0
-    elif asks and index_price_subticks > asks[0][0]:
-        impact = impact_price_subticks(asks, impact_notional_quote_quantums, quantum_conversion_divisor)
+    elif best_ask is not None and index_price_subticks > best_ask[0]:
+        impact = impact_price_subticks(chain((best_ask,), asks), impact_notional_quote_quantums,
+                                       quantum_conversion_divisor)
         if impact is None or index_price_subticks <= impact:
             return 0
     else:

@@ -161,8 +161,14 @@ def requirements_at(size_base_quantums: int, price_subticks: int, quantum_conver
     notional = product // quantum_conversion_divisor if product >= 0 else -((-product) // quantum_conversion_divisor)
     if not notional:
         return 0, 0, 0
-    initial, maintenance = margin_requirements(notional if notional > 0 else -notional, tier, initial_margin_ppm)
-    return notional, initial, maintenance
+    # `margin_requirements` inlined: both round up, against the trader
+    absolute = notional if notional > 0 else -notional
+    base_ppm = tier.initial_margin_ppm
+    base_initial = -((-absolute * base_ppm) // PPM)
+    maintenance = -((-base_initial * tier.maintenance_fraction_ppm) // PPM)
+    if initial_margin_ppm == base_ppm:
+        return notional, base_initial, maintenance
+    return notional, -((-absolute * initial_margin_ppm) // PPM), maintenance
 
 
 def position_risk(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
@@ -193,11 +199,24 @@ def positions_risk(positions: Mapping[str, int], markets: Mapping[str, PricedMar
         if market_id == skip_market_id:
             continue
         market = markets[market_id]
-        risk = requirements_at(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
-                               market.params.liquidity_tier, market.initial_margin_ppm)
-        net += risk[0]
-        initial += risk[1]
-        maintenance += risk[2]
+        # `requirements_at` and `margin_requirements` inlined (this sum runs for every order and fill):
+        # notional truncated toward zero, IMR and MMR rounded up against the trader, as there.
+        product = size * market.oracle_price_subticks
+        divisor = market.quantum_conversion_divisor
+        if product >= 0:
+            absolute = product // divisor
+            net += absolute
+        else:
+            absolute = (-product) // divisor
+            net -= absolute
+        if not absolute:
+            continue
+        tier = market.params.liquidity_tier
+        base_ppm = tier.initial_margin_ppm
+        base_initial = -((-absolute * base_ppm) // PPM)  # ceil: against trader
+        maintenance -= (-base_initial * tier.maintenance_fraction_ppm) // PPM  # ceil: against trader
+        imf = market.initial_margin_ppm
+        initial += base_initial if imf == base_ppm else -((-absolute * imf) // PPM)  # ceil: against trader
     return Risk(net, initial, maintenance)
 
 

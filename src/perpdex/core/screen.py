@@ -14,7 +14,7 @@ import numpy.typing as npt
 from perpdex.core.margin import Risk, account_risk, initial_margin_ppm_at
 from perpdex.core.params import MarketParams
 from perpdex.core.state import SubaccountId
-from perpdex.core.units import MAX_SUBTICKS, PPM
+from perpdex.core.units import MAX_SUBTICKS, PPM, USDC_ASSET_ID
 
 if TYPE_CHECKING:
     from perpdex.core.exchange import Exchange
@@ -149,6 +149,7 @@ class MarginScreen:
         tiers = [params.liquidity_tier for params in markets]
         self._maintenance_ppm2 = [tier.initial_margin_ppm * tier.maintenance_fraction_ppm for tier in tiers]
         self._has_requirement = np.array([k > 0 for k in self._maintenance_ppm2])
+        self._all_have_requirement = bool(self._has_requirement.all())  # then no column selection is needed
         self._can_be_liquidated = (positions[:, self._has_requirement] != 0).any(axis=1)
         self._scales_key: tuple | None = None
         self._scales_value: tuple = ()
@@ -302,9 +303,10 @@ class MarginScreen:
         scale, maintenance_scale = self._scales()
         self._net_collateral[index] = usdc + sizes @ scale
         self._maintenance[index] = abs_sizes @ maintenance_scale
-        self._can_be_liquidated[index] = (block[:, self._has_requirement] != 0).any(axis=1)
+        held = block != 0 if self._all_have_requirement else block[:, self._has_requirement] != 0
+        self._can_be_liquidated[index] = held.any(axis=1)
         self._max_abs_usdc = max(self._max_abs_usdc, int(np.abs(usdc).max()))
-        column_max = abs_sizes.max(axis=0)
+        column_max = abs_sizes.max(axis=0).tolist()  # Python floats: int() of each as of the float64
         self._max_abs_size = [max(old, int(new)) for old, new in zip(self._max_abs_size, column_max)]
 
     def _scales(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -423,9 +425,9 @@ class ExchangeScreen:
                     if subaccount.funding_epoch != funding_epoch:  # else `settled_view` is the stored one
                         subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
                     rows.append(row_of[subaccount_id])
-                    balances.append(subaccount.usdc_quote_quantums)
-                    positions = subaccount.positions
-                    blocks.append([positions.get(market_id, 0) for market_id in market_ids])
+                    balances.append(subaccount.collateral.get(USDC_ASSET_ID, 0))
+                    position = subaccount.positions.get
+                    blocks.append([position(market_id, 0) for market_id in market_ids])
                 screen.update_rows(rows, balances, blocks)
                 self.dirty.clear()
             for column, market_id in enumerate(screen.market_ids):

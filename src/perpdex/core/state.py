@@ -25,6 +25,9 @@ class SubaccountId(NamedTuple):
         return f"{self.owner}/{self.number}"
 
 
+_new_object = object.__new__
+
+
 class MarginMode(str, Enum):
     CROSS = "cross"  # every position shares the subaccount's collateral
     ISOLATED = "isolated"  # one market only; its collateral backs that position alone
@@ -60,8 +63,17 @@ class Subaccount:
         self.funding_epoch = -1
 
     def copy(self) -> Subaccount:
-        return Subaccount(self.subaccount_id, self.margin_mode, self.isolated_market_id,
-                          dict(self.collateral), dict(self.positions), dict(self.funding_entries), dict(self.cost_basis))
+        # slot by slot, without `__init__`'s defaults (handlers copy once per order and per maker)
+        copy = _new_object(Subaccount)
+        copy.subaccount_id = self.subaccount_id
+        copy.margin_mode = self.margin_mode
+        copy.isolated_market_id = self.isolated_market_id
+        copy.collateral = self.collateral.copy()
+        copy.positions = self.positions.copy()
+        copy.funding_entries = self.funding_entries.copy()
+        copy.cost_basis = self.cost_basis.copy()
+        copy.funding_epoch = -1  # not committed yet, as a new Subaccount
+        return copy
 
     @property
     def usdc_quote_quantums(self) -> int:

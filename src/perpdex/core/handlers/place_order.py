@@ -175,10 +175,13 @@ def _transition(rest: tuple, market: MarketState, initial_margin_ppm: int, usdc_
                 usdc_after: int, size_after: int) -> TransitionResult:
     """check_transition for a change to one market's position, computing the state before only
     when the state after misses initial margin (the common case needs one risk, not two)."""
-    after = _with_position(rest, usdc_after, size_after, market, initial_margin_ppm)
-    if after[0] >= after[1]:
+    own = requirements_at(size_after, market.oracle_price_subticks, market.quantum_conversion_divisor,
+                          market.params.liquidity_tier, initial_margin_ppm)
+    net_collateral, initial = usdc_after + rest[0] + own[0], rest[1] + own[1]
+    if net_collateral >= initial:
         return _SUCCESS
-    return check_transition(_with_position(rest, usdc_before, size_before, market, initial_margin_ppm), after)
+    return check_transition(_with_position(rest, usdc_before, size_before, market, initial_margin_ppm),
+                            Risk(net_collateral, initial, rest[2] + own[2]))
 
 
 def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int | None,
@@ -208,20 +211,23 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     if limit_price is None:
         limit_price = market_order_limit(market, is_buy)
     post_only = order.time_in_force is TimeInForce.POST_ONLY
-    book = market.book
-    if post_only and book.crosses(is_buy, limit_price):
+    crosses = market.book.crosses(is_buy, limit_price)  # nothing below changes the book before matching
+    if post_only and crosses:
         raise PostOnlyWouldCrossError("post-only order would cross the book", field="price_subticks",
                                       value=limit_price)
 
     divisor = market.quantum_conversion_divisor
     open_interest = market.open_interest_base_quantums
-    usdc = subaccount.usdc_quote_quantums
+    usdc = subaccount.collateral.get(USDC_ASSET_ID, 0)
     rest = positions_risk(subaccount.positions, ex.markets, skip_market_id=market_id)
     worst_size = min(size, abs(position)) if order.reduce_only else size
     worst_quote = worst_size * limit_price // divisor  # exact on the price and size grid
     worst_fee_ppm = max(params.maker_fee_ppm, 0) if post_only else params.taker_fee_ppm
     worst_fee = -((-worst_quote * worst_fee_ppm) // PPM)  # ceil: against trader
-    outcome = _transition(rest, market, _imf_at(market, open_interest + worst_size), usdc, position,
+    tier = params.liquidity_tier
+    worst_imf = (tier.initial_margin_ppm if not tier.open_interest_upper_cap_quote_quantums  # `_imf_at`, inlined
+                 else _imf_at(market, open_interest + worst_size))
+    outcome = _transition(rest, market, worst_imf, usdc, position,
                           usdc - sign * worst_quote - worst_fee, position + sign * worst_size)
     if outcome is not _SUCCESS:
         free = _with_position(rest, usdc, position, market, market.initial_margin_ppm).free_collateral
@@ -229,7 +235,7 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
                           f" free collateral {free} quote quantums", field="size_base_quantums",
                           value=size, result=outcome)
 
-    if post_only or not book.crosses(is_buy, limit_price):
+    if post_only or not crosses:
         _settle_taker(result, order, size, None, limit_price, ts_ms)
         return
     remaining, stop_reason = _match(ex, market, subaccount, order, limit_price, rest, ts_ms, result)
@@ -251,6 +257,9 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
     open_interest = market.open_interest_base_quantums
     taker_fee_ppm, maker_fee_ppm = params.taker_fee_ppm, params.maker_fee_ppm
     funding_index = market.funding_index
+    market_open_interest, initial_margin_ppm = open_interest, market.initial_margin_ppm
+    tier, oracle_price = params.liquidity_tier, market.oracle_price_subticks
+    base_initial_margin_ppm, upper_cap = tier.initial_margin_ppm, tier.open_interest_upper_cap_quote_quantums
     taker = subaccount.copy()  # `subaccount` is already settled; this copy is what the fills change
     taker_positions, taker_collateral = taker.positions, taker.collateral
     drafts: dict[SubaccountId, tuple[Subaccount, tuple]] = {taker_id: (taker, rest)}
@@ -302,7 +311,9 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
                              + max(maker_new, 0) - max(maker_position, 0))
         maker_usdc = maker.collateral.get(USDC_ASSET_ID, 0)
         maker_usdc_new = maker_usdc + sign * quote - maker_fee
-        imf = _imf_at(market, new_open_interest)
+        imf = initial_margin_ppm if new_open_interest == market_open_interest else (
+            base_initial_margin_ppm if not upper_cap else  # `_imf_at`, inlined: it runs every fill
+            initial_margin_ppm_at(tier, new_open_interest, oracle_price, divisor))
         if _transition(maker_rest, market, imf, maker_usdc, maker_position,
                        maker_usdc_new, maker_new) is not _SUCCESS:
             _cancel(maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms, finished, finished_events)
@@ -386,15 +397,22 @@ def _cancel_stale_reduce_only(ex: Exchange, drafts: dict, market_id: str, taker_
                               result: Plan) -> None:
     """A resting reduce-only order whose position closed or flipped has nothing left to reduce
     (dYdX v4 removes them the same way)."""
-    planned = {order.order_id for order, _, _ in result.finished}
+    planned = None  # the orders the walk already finishes, gathered when a stale one is first found
+    open_orders = ex.open_orders
     for subaccount_id, (draft, _) in drafts.items():
         before = ex.subaccounts[subaccount_id].positions.get(market_id, 0)
         after = draft.positions.get(market_id, 0)
         if before == 0 or (after != 0 and (after > 0) == (before > 0)):
             continue
-        for order_id in sorted(ex.orders_by_subaccount.get(subaccount_id, ())):
-            resting = ex.open_orders[order_id]
-            if (resting.reduce_only and resting.market_id == market_id and order_id != taker_order_id
+        stale = [order_id for order_id in ex.orders_by_subaccount.get(subaccount_id, ())
+                 if open_orders[order_id].reduce_only]
+        if not stale:
+            continue
+        if planned is None:
+            planned = {order.order_id for order, _, _ in result.finished}
+        for order_id in sorted(stale):
+            resting = open_orders[order_id]
+            if (resting.market_id == market_id and order_id != taker_order_id
                     and order_id not in planned and resting.status is not OrderStatus.UNTRIGGERED):
                 filled_now = sum(q for o, q in result.maker_fills if o.order_id == order_id)
                 if filled_now == resting.remaining_base_quantums:

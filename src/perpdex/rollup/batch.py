@@ -292,6 +292,14 @@ class DurableTxStore:
         return [tx for _, tx in self.durable.log.records(seq + 1)]
 
 
+def append_json_line(path: Path, value: Any) -> None:
+    """One compact JSON line appended, flushed and fsynced (durable before the caller goes on)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(value, separators=(",", ":")) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class Journal(Protocol):
     """What the open batch holds beyond the tx store's transactions, kept durably so a restarted sequencer can put
     it back (`Sequencer.resume`): the signature each accepted signed transaction carried (by its seq in the tx
@@ -336,10 +344,7 @@ class JsonlJournal:
         return cls(Path(str(log_path) + ".journal.jsonl"))
 
     def _append(self, record: list) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_json_line(self.path, record)
 
     def signature(self, seq: int, envelope: Any) -> None:
         from perpdex.rollup.signatures import envelope_to_json
@@ -420,11 +425,7 @@ class JsonlBatchStore:
         return cls(Path(str(log_path) + ".rollup.jsonl"))
 
     def append(self, batch: Batch) -> None:
-        line = json.dumps(batch.to_json(), separators=(",", ":"))
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_json_line(self.path, batch.to_json())
 
     def batches(self) -> Iterator[Batch]:
         if not self.path.exists():

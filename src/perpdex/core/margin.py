@@ -171,6 +171,20 @@ def requirements_at(size_base_quantums: int, price_subticks: int, quantum_conver
     return notional, -((-absolute * initial_margin_ppm) // PPM), maintenance
 
 
+def moved_risk(risk: Risk, usdc_delta_quote_quantums: int, size_before_base_quantums: int,
+               size_after_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
+               tier: LiquidityTier, initial_margin_ppm: int) -> Risk:
+    """An account's risk after its USDC moved by a delta and one position went from one size to another, given
+    its risk before: an account's risk is USDC plus one term per position, so swapping that one term is exact
+    (the same integers as a recount). Liquidation drafts and the rollup's deleverage check use it."""
+    old = requirements_at(size_before_base_quantums, price_subticks, quantum_conversion_divisor, tier,
+                          initial_margin_ppm)
+    new = requirements_at(size_after_base_quantums, price_subticks, quantum_conversion_divisor, tier,
+                          initial_margin_ppm)
+    return Risk(risk[0] + usdc_delta_quote_quantums + new[0] - old[0], risk[1] + new[1] - old[1],
+                risk[2] + new[2] - old[2])
+
+
 def position_risk(size_base_quantums: int, price_subticks: int, quantum_conversion_divisor: int,
                   tier: LiquidityTier, open_interest_base_quantums: int = 0) -> Risk:
     """Risk of one perpetual position at the oracle price: NC is its signed notional, and

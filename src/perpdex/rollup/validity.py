@@ -21,7 +21,7 @@ from typing import Any
 from perpdex.core.errors import TxError
 from perpdex.core.events import Deleveraged, Fill, FundingRateComputed, Liquidated, OrderAccepted
 from perpdex.core.funding import FUNDING_PERIOD_MS, HOUR_MS
-from perpdex.core.margin import Risk, TransitionResult, check_transition, requirements_at
+from perpdex.core.margin import Risk, TransitionResult, check_transition, moved_risk
 from perpdex.rollup.signatures import StarkOrder
 
 DEFAULT_MAX_FUNDING_RATE_8H_PPM = 1_000_000  # 100% per 8 h, for funding models that state no cap of their own
@@ -232,21 +232,18 @@ class BatchValidator:
                 self.checked["deleverages"] += 1
 
     def _check_deleverage(self, event: Deleveraged) -> None:
-        """`check_deleverage_fair` from the event's before-offset figures: the account's risk after receiving q
-        moves by q and by its one changed position term (`requirements_at`, exact, at the oracle price of the
-        transaction, which only an OracleUpdate sets, and the initial fraction the event reports)."""
+        """`check_deleverage_fair` from the event's before-offset figures: the account's risk after receiving q is
+        `margin.moved_risk` (exact), at the oracle price of the transaction, which only an OracleUpdate sets, and
+        the initial fraction the event reports."""
         market = self.exchange.markets[event.market_id]
-        tier, divisor = market.params.liquidity_tier, market.quantum_conversion_divisor
-        price, imf = market.oracle_price_subticks, event.initial_margin_ppm
         size = event.position_before_base_quantums
-        old = requirements_at(size, price, divisor, tier, imf)
-        new = requirements_at(size + event.size_base_quantums, price, divisor, tier, imf)
         before = Risk(event.net_collateral_before_quote_quantums, event.initial_before_quote_quantums,
                       event.maintenance_before_quote_quantums)
 
         def risk_after(received: int) -> Risk:
-            return Risk(before[0] + received + new[0] - old[0], before[1] + new[1] - old[1],
-                        before[2] + new[2] - old[2])
+            return moved_risk(before, received, size, size + event.size_base_quantums, market.oracle_price_subticks,
+                              market.quantum_conversion_divisor, market.params.liquidity_tier,
+                              event.initial_margin_ppm)
 
         check_deleverage_fair(before, risk_after, event.quote_quantums)
 

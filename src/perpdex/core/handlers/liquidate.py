@@ -18,7 +18,7 @@ from perpdex.core.liquidation import (
     DeleveragingCandidate, deleveraging_order, maybe_position_to_liquidate, order_liquidation_candidates,
 )
 from perpdex.core.margin import (
-    Risk, TransitionResult, account_risk, check_transition, initial_margin_ppm_at, notional_quote_quantums,
+    Risk, TransitionResult, account_risk, check_transition, initial_margin_ppm_at, moved_risk, notional_quote_quantums,
     requirements_at,
 )
 from perpdex.core.orders import CancelReason, OrderStatus
@@ -563,16 +563,10 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
 
 def _moved_risk(risk: Risk, usdc_delta_quote_quantums: int, market: MarketState, size_before_base_quantums: int,
                 size_after_base_quantums: int) -> Risk:
-    """`account_risk` of an account after its USDC moved by a delta and its position in `market`
-    went from one size to another, given its `account_risk` before (at the stored market state).
-    The account's risk is a sum of one term per position plus USDC, so replacing one term is
-    exact: the same integers as recounting every position."""
-    tier = market.params.liquidity_tier
-    price, divisor, imf = market.oracle_price_subticks, market.quantum_conversion_divisor, market.initial_margin_ppm
-    old = requirements_at(size_before_base_quantums, price, divisor, tier, imf)
-    new = requirements_at(size_after_base_quantums, price, divisor, tier, imf)
-    return Risk(risk[0] + usdc_delta_quote_quantums + new[0] - old[0], risk[1] + new[1] - old[1],
-                risk[2] + new[2] - old[2])
+    """`margin.moved_risk` at `market`'s stored state (oracle price and initial fraction)."""
+    return moved_risk(risk, usdc_delta_quote_quantums, size_before_base_quantums, size_after_base_quantums,
+                      market.oracle_price_subticks, market.quantum_conversion_divisor, market.params.liquidity_tier,
+                      market.initial_margin_ppm)
 
 
 def _at_open_interest(risk: Risk, size_base_quantums: int, market: MarketState, open_interest: int) -> Risk:

@@ -161,9 +161,9 @@ def exit_proof(log: str = typer.Argument(..., help=LOG_HELP),
     """Print a subaccount's escape proof at a root (its leaf, Merkle path and the global state), verify it, and
     show what the escape hatch would pay."""
     from perpdex.core.exchange import Exchange
-    from perpdex.rollup import MemoryTxStore, StateTree, make_backend
+    from perpdex.rollup import StateTree, make_backend
     from perpdex.rollup.encoding import account_value
-    from perpdex.rollup.sequencer import batch_nonces
+    from perpdex.rollup.sequencer import reexecute
 
     with _one_line_errors():
         subaccount_id = _parse_account(account)
@@ -171,13 +171,10 @@ def exit_proof(log: str = typer.Argument(..., help=LOG_HELP),
         if not batch_list:
             raise RollupCliError("the log has no batch")
         wanted = batch_list[-1].root if at_root == "latest" else int(at_root, 16)
-        store = MemoryTxStore(Exchange(markets))
+        exchange = Exchange(markets)
         tree = StateTree(make_backend(batch_list[0].backend), batch_list[0].height, commit_liabilities=False)
         for batch in batch_list:
-            for tx in batch.txs:
-                store.apply(tx)
-            tree.commit(store.exchange, batch_nonces(batch.signatures))
-            if tree.root != batch.root:
+            if reexecute(batch, exchange, tree).root != batch.root:
                 raise RollupCliError(f"batch {batch.batch_id} does not reproduce its root")
             if tree.root == wanted:
                 break

@@ -20,7 +20,7 @@ from perpdex.core.state import SubaccountId
 from perpdex.core.tx import ForcedTrade, Withdraw
 from perpdex.rollup.batch import Batch, BatchHeader, ForcedResolution
 from perpdex.rollup.hashing import make_backend
-from perpdex.rollup.sequencer import NonceRegistry, batch_nonces
+from perpdex.rollup.sequencer import NonceRegistry, batch_nonces, reexecute
 from perpdex.rollup.signatures import StarkOrder, check_envelope
 from perpdex.rollup.tree import StateTree, TreeError
 from perpdex.rollup.validity import BatchValidator
@@ -119,11 +119,9 @@ class ReexecutionVerifier:
     def _rebuild(self) -> None:
         self._reset()
         for batch in self.accepted:
-            for tx in batch.txs:
-                self.exchange.apply(tx)
+            reexecute(batch, self.exchange, self.tree)
             for entry in batch.signatures:
                 self.nonces.add(entry.envelope)
-            self.tree.commit(self.exchange, batch_nonces(batch.signatures))
 
     def verify(self, header: BatchHeader, proof: Proof) -> None:
         batch = proof.witness

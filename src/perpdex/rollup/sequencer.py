@@ -36,7 +36,7 @@ from perpdex.rollup.signatures import (
     check_envelope,
     verify_envelopes,
 )
-from perpdex.rollup.tree import StateTree
+from perpdex.rollup.tree import Commitment, StateTree
 
 
 class ForcedWithdrawalRequest(NamedTuple):
@@ -130,13 +130,12 @@ class Sequencer:
         for expected_id, batch in enumerate(closed):
             if batch.batch_id != expected_id or batch.prev_root != tree.root:
                 raise ResumeError(f"batch {batch.batch_id} does not follow batch {expected_id - 1}")
-            for tx in batch.txs:
-                try:
-                    replica.apply(tx)
-                except PerpdexError as error:
-                    raise ResumeError(f"batch {batch.batch_id}: a transaction is rejected on re-execution: "
-                                      f"{error}") from None
-            if tree.commit(replica, batch_nonces(batch.signatures)).root != batch.root:
+            try:
+                root = reexecute(batch, replica, tree).root
+            except PerpdexError as error:
+                raise ResumeError(f"batch {batch.batch_id}: a transaction is rejected on re-execution: "
+                                  f"{error}") from None
+            if root != batch.root:
                 raise ResumeError(f"batch {batch.batch_id}: re-execution does not reach its root")
             for entry in batch.signatures:
                 nonces.add(entry.envelope)
@@ -332,6 +331,14 @@ class Sequencer:
 
     def flush(self) -> Batch | None:
         return self.close_batch()
+
+
+def reexecute(batch: Batch, exchange: Exchange, tree: StateTree) -> Commitment:
+    """Apply a closed batch's transactions to `exchange` (at the batch's previous root) and commit `tree` with the
+    nonces its signatures used: the commitment to compare with the batch's claims. Raises what applying raises."""
+    for tx in batch.txs:
+        exchange.apply(tx)
+    return tree.commit(exchange, batch_nonces(batch.signatures))
 
 
 def batch_nonces(signatures: Sequence[SignedEntry]) -> list[tuple[int, int, str]]:

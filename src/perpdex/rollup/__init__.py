@@ -53,21 +53,24 @@ from perpdex.rollup.tree import Commitment, LiabilityProof, StateProof, StateTre
 def build_node(markets: Iterable[MarketParams], *, backend: str = "pedersen", policy: BatchPolicy | None = None,
                data_availability: DataAvailability = DataAvailability.ROLLUP, committee: Committee | None = None,
                proving: ProvingTimeModel | None = None, height: int = 64, store=None, batches=None,
-               require_signatures: bool = False, liquidations_config=None) -> RollupNode:
+               require_signatures: bool = False, liquidations_config=None, commit_liabilities: bool = True,
+               check_validity: bool = True, on_accepted=None) -> RollupNode:
     """A ready operator on one chain: sequencer over a fresh exchange (or `store`), re-execution prover and
-    verifier, and a contract starting at the empty state's root."""
+    verifier (`check_validity`: StarkEx fairness checks too), and a contract starting at the empty state's root;
+    `on_accepted(batch, record)` runs after each accepted batch (RollupNode)."""
     markets = list(markets)
 
     def make_exchange() -> Exchange:
         return Exchange(markets, liquidations_config)
 
     tx_store = store if store is not None else MemoryTxStore(make_exchange())
-    tree = StateTree(make_backend(backend), height)
+    tree = StateTree(make_backend(backend), height, commit_liabilities=commit_liabilities)
     sequencer = Sequencer(tx_store, tree, policy or BatchPolicy(), batches=batches, require_signatures=require_signatures)
-    verifier = ReexecutionVerifier(make_exchange, backend=backend, height=height)
+    verifier = ReexecutionVerifier(make_exchange, backend=backend, height=height, commit_liabilities=commit_liabilities,
+                                   check_validity=check_validity)
     contract = StarkExContract(L1Chain(), verifier, genesis_root=tree.root, data_availability=data_availability,
                                committee=committee, backend=make_backend(backend))
-    return RollupNode(sequencer, ReexecutionProver(proving), contract)
+    return RollupNode(sequencer, ReexecutionProver(proving), contract, on_accepted=on_accepted)
 
 
 __all__ = [

@@ -27,12 +27,10 @@ from perpdex.core.exchange import Exchange
 from perpdex.core.liquidation import LiquidationsConfig
 from perpdex.core.params import FundingFinality, MarketParams
 from perpdex.core.tx import FundingFinalize, Tx, Withdraw
-from perpdex.rollup.batch import Batch, BatchPolicy, MemoryBatchStore, MemoryTxStore
-from perpdex.rollup.hashing import make_backend
-from perpdex.rollup.l1 import L1Chain, RollupNode, StarkExContract, UpdateRecord
-from perpdex.rollup.prover import ProvingTimeModel, ReexecutionProver, ReexecutionVerifier
-from perpdex.rollup.sequencer import Sequencer
-from perpdex.rollup.tree import StateTree
+from perpdex.rollup import build_node
+from perpdex.rollup.batch import Batch, BatchPolicy, MemoryBatchStore
+from perpdex.rollup.l1 import UpdateRecord
+from perpdex.rollup.prover import ProvingTimeModel
 from perpdex.sim.scenario import RollupSpec, format_time_ms
 
 MINUTE_MS = 60_000
@@ -56,21 +54,14 @@ class RollupRun:
     def __init__(self, spec: RollupSpec, markets: Sequence[MarketParams],
                  liquidations_config: LiquidationsConfig | None = None) -> None:
         self.spec = spec
-        markets = list(markets)
-
-        def make_exchange() -> Exchange:
-            return Exchange(markets, liquidations_config)
-
-        self.exchange = make_exchange()
-        tree = StateTree(make_backend(spec.hash), spec.tree_height, commit_liabilities=spec.commit_liabilities)
         self.batches = MemoryBatchStore()
-        self.sequencer = Sequencer(MemoryTxStore(self.exchange), tree, batch_policy(spec), batches=self.batches)
-        self.verifier = ReexecutionVerifier(make_exchange, backend=spec.hash, height=spec.tree_height,
-                                            commit_liabilities=spec.commit_liabilities,
-                                            check_validity=spec.fairness_checks)
-        contract = StarkExContract(L1Chain(), self.verifier, genesis_root=tree.root, backend=make_backend(spec.hash))
-        self.node = RollupNode(self.sequencer, ReexecutionProver(proving_model(spec)), contract,
+        self.node = build_node(markets, backend=spec.hash, policy=batch_policy(spec), proving=proving_model(spec),
+                               height=spec.tree_height, batches=self.batches, liquidations_config=liquidations_config,
+                               commit_liabilities=spec.commit_liabilities, check_validity=spec.fairness_checks,
                                on_accepted=self._on_accepted)
+        self.sequencer = self.node.sequencer
+        self.exchange = self.sequencer.exchange
+        self.verifier = self.node.contract.verifier
         self.finalized_funding = spec.funding == "finalized"
         self._finalize_due: deque[tuple[int, int]] = deque()  # (accepted ms, last tx ms) awaiting FundingFinalize
         self.last_accepted: tuple[int, int, int] | None = None  # (batch id, accepted ms, last tx ms)

@@ -41,6 +41,11 @@ def _executor(kind: str, workers: int) -> Executor:
     return executor
 
 
+def thread_pool(workers: int) -> Executor:
+    """The shared pool of `workers` threads (kept for the process; signature checks use it too)."""
+    return _executor("threads", workers)
+
+
 @atexit.register
 def shutdown() -> None:
     """Stop every worker pool (also run at exit)."""

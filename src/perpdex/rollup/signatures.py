@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from perpdex.core.errors import TxError
@@ -202,9 +201,10 @@ def _on_threads(check: Callable[[Sequence[Any]], list[bool]], items: Sequence[An
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(items) < 2 * workers:
         return check(items)
+    from perpdex.rollup.parallel import thread_pool
+
     size = -(-len(items) // workers)
-    with ThreadPoolExecutor(workers, thread_name_prefix="perpdex-verify") as pool:
-        results = list(pool.map(check, [items[i: i + size] for i in range(0, len(items), size)]))
+    results = list(thread_pool(workers).map(check, [items[i: i + size] for i in range(0, len(items), size)]))
     return [ok for chunk in results for ok in chunk]
 
 

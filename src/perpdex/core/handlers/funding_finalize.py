@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from perpdex.core.errors import MalformedTxError
-from perpdex.core.events import Event, FundingRateComputed
-from perpdex.core.funding import funding_index_delta_from_accrual
+from perpdex.core.events import Event
+from perpdex.core.handlers.funding_tick import close_interval
 from perpdex.core.params import FundingFinality
 from perpdex.core.plan import Plan
 
@@ -60,7 +60,6 @@ def _plan_market(market_id: str, market: MarketState, price: int, tx: FundingFin
     state = market.funding_state
     start_ms = market.funding_interval_start_ms
     index = market.funding_index
-    qce = market.params.quantum_conversion_exponent
     events: list[Event] = result.events
     changed = False
 
@@ -68,15 +67,9 @@ def _plan_market(market_id: str, market: MarketState, price: int, tx: FundingFin
         """Close every interval ending at or before `limit_ms` (no observation it lacks can come)."""
         nonlocal state, start_ms, index, changed
         while start_ms + model.interval_ms(state) <= limit_ms:
-            end_ms = start_ms + model.interval_ms(state)
-            rate, state = model.rate_for_interval(state, end_ms)
-            delta = funding_index_delta_from_accrual(rate.accrual_ppm_ms, price, qce)
-            index += delta
-            events.append(FundingRateComputed(
-                tx.ts_ms, market_id, market.params.funding_model, rate.funding_rate_8h_ppm, rate.premium_ppm,
-                rate.sample_count, rate.clamp_hit, rate.interval_ms, price, delta, index))
-            interval = model.interval_ms(state)
-            start_ms = end_ms - end_ms % interval
+            state, index, start_ms, event = close_interval(market, state, index, start_ms + model.interval_ms(state),
+                                                           tx.ts_ms, price)
+            events.append(event)
             changed = True
 
     for seen_ms, premium, long_open_interest, short_open_interest in market.funding_observations:

@@ -37,18 +37,30 @@ def plan(ex: Exchange, tx: FundingTick) -> Plan:
         model = market.funding_model
         if tx.ts_ms < market.funding_interval_start_ms + model.interval_ms(state):
             continue
-        rate, new_state = model.rate_for_interval(state, tx.ts_ms)
-        price = market.oracle_price_subticks
-        delta = funding_index_delta_from_accrual(rate.accrual_ppm_ms, price, market.params.quantum_conversion_exponent)
-        index = market.funding_index + delta
-        interval = model.interval_ms(new_state)
-        result.funding_updates.append((market_id, index, new_state, tx.ts_ms - tx.ts_ms % interval))
-        result.events.append(FundingRateComputed(
-            tx.ts_ms, market_id, market.params.funding_model, rate.funding_rate_8h_ppm, rate.premium_ppm,
-            rate.sample_count, rate.clamp_hit, rate.interval_ms, price, delta, index))
+        new_state, index, start_ms, event = close_interval(market, state, market.funding_index, tx.ts_ms, tx.ts_ms,
+                                                           market.oracle_price_subticks)
+        result.funding_updates.append((market_id, index, new_state, start_ms))
+        result.events.append(event)
     if not result.funding_updates:
         raise FundingNotDueError("no market's funding interval has ended", field="ts_ms", value=tx.ts_ms)
     return result
+
+
+def close_interval(market: MarketState, state, index: int, close_ms: int, event_ts_ms: int,
+                   price_subticks: int) -> tuple[object, int, int, FundingRateComputed]:
+    """Close the market's funding interval at `close_ms` from model state `state`: the rate, the index moved by
+    rate x interval x price, the next interval's start (on its grid) and the event (stamped `event_ts_ms`).
+    Returns (new model state, new index, next start ms, event); pure, shared with FundingFinalize."""
+    model = market.funding_model
+    params = market.params
+    rate, new_state = model.rate_for_interval(state, close_ms)
+    delta = funding_index_delta_from_accrual(rate.accrual_ppm_ms, price_subticks, params.quantum_conversion_exponent)
+    index += delta
+    interval = model.interval_ms(new_state)
+    event = FundingRateComputed(event_ts_ms, params.market_id, params.funding_model, rate.funding_rate_8h_ppm,
+                                rate.premium_ppm, rate.sample_count, rate.clamp_hit, rate.interval_ms, price_subticks,
+                                delta, index)
+    return new_state, index, close_ms - close_ms % interval, event
 
 
 def observe(ex: Exchange, market: MarketState, ts_ms: int) -> None:

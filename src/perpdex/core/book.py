@@ -142,7 +142,7 @@ class OrderBook:
 
     def depth(self, is_buy: bool, max_levels: int | None = None) -> list[tuple[int, int]]:
         """Aggregated (price_subticks, size_base_quantums) per level, best first."""
-        out = []
+        out: list[tuple[int, int]] = []
         for price, level in self.levels(is_buy):
             if max_levels is not None and len(out) >= max_levels:
                 break

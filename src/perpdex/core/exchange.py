@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from perpdex.core import handlers
 from perpdex.core.errors import (
-    MalformedTxError, ParamsError, TimestampError, UnknownMarketError, UnknownOrderError, UnknownSubaccountError,
-    UnknownTxTypeError,
+    InvariantViolation, MalformedTxError, ParamsError, TimestampError, UnknownMarketError, UnknownOrderError,
+    UnknownSubaccountError, UnknownTxTypeError,
 )
 from perpdex.core.events import Event, OrderFinished
 from perpdex.core.funding import FundingRateResult, funding_index_delta_from_accrual
@@ -27,7 +28,8 @@ from perpdex.core.tx import (
 )
 from perpdex.core.units import MAX_TIMESTAMP_MS, PPM, div_floor
 
-Handler = Callable[["Exchange", Tx], Plan]
+# each tx type maps to the handler of that type (a dict keyed by type cannot say so to a type checker)
+Handler = Callable[["Exchange", Any], Plan]
 
 
 class Exchange:
@@ -158,7 +160,7 @@ class Exchange:
                 market.refresh_initial_margin()
         if plan.maker_fills:
             for order, fill_base_quantums in plan.maker_fills:
-                remaining = markets[order.market_id].book.fill(order.order_id, order.is_buy, order.price_subticks,
+                remaining = markets[order.market_id].book.fill(order.order_id, order.is_buy, order.book_price_subticks,
                                                                fill_base_quantums)
                 order.remaining_base_quantums = remaining
                 if remaining:
@@ -180,6 +182,8 @@ class Exchange:
         """Record the order a step placed: new (OPEN or UNTRIGGERED) or just triggered."""
         market = self.markets[order.market_id]
         status = plan.placed_status
+        if status is None:
+            raise InvariantViolation(f"plan placed order {order.order_id} without a status")
         is_new = order.order_id >= self.next_order_id
         if is_new:
             self.next_order_id = order.order_id + 1
@@ -202,7 +206,7 @@ class Exchange:
         if status is OrderStatus.UNTRIGGERED:
             market.untriggered[order.order_id] = order
         elif plan.placed_rests:
-            market.book.add(order.order_id, order.is_buy, order.price_subticks, order.remaining_base_quantums)
+            market.book.add(order.order_id, order.is_buy, order.book_price_subticks, order.remaining_base_quantums)
 
     def _register(self, order: Order) -> None:
         self.open_orders[order.order_id] = order
@@ -222,7 +226,7 @@ class Exchange:
         if order.status is OrderStatus.UNTRIGGERED:
             del market.untriggered[order.order_id]
         elif on_book:
-            market.book.remove(order.order_id, order.is_buy, order.price_subticks)
+            market.book.remove(order.order_id, order.is_buy, order.book_price_subticks)
         order.status = status
         self._retire(order)
 
@@ -299,7 +303,7 @@ class Exchange:
             predicted = self.predicted_funding(market_id)
             if predicted is None:
                 continue
-            delta = funding_index_delta_from_accrual(predicted.accrual_ppm_ms, market.oracle_price_subticks,
+            delta = funding_index_delta_from_accrual(predicted.accrual_ppm_ms, market.require_oracle_price(),
                                                      market.params.quantum_conversion_exponent)
             payments[market_id] = -div_floor(-delta * size, PPM)  # ceil of what is paid: a forecast that never flatters
         return payments
@@ -389,7 +393,7 @@ def _after_oracle_update(ex: Exchange, tx: OracleUpdate) -> list[Event]:
 
 # Work a transaction does after its own plan is committed: steps that each plan and commit, and
 # can no longer reject the transaction (it passed every check already).
-_FOLLOW_UPS: dict[type, Callable[[Exchange, Tx], list[Event]]] = {
+_FOLLOW_UPS: dict[type, Callable[[Exchange, Any], list[Event]]] = {
     OracleUpdate: _after_oracle_update,
     Liquidate: handlers.liquidate.run_requested,
     FundingFinalize: handlers.funding_finalize.release,

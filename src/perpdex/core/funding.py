@@ -4,7 +4,7 @@ per-position settlement, and the venue models side by side. Numbers in, numbers 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from itertools import chain
 from typing import NamedTuple, NewType, Protocol, TypeVar
@@ -1019,10 +1019,10 @@ def make_funding_model(kind: str, overrides: Iterable[tuple[str, object]], tier:
         raise ParamsError(f"unknown funding model (one of {', '.join(FUNDING_MODELS)})", field=f"{where}.model",
                           value=kind)
     params_type, build = entry
-    fields = {name for name in params_type.__dataclass_fields__}
+    known = {spec.name for spec in fields(params_type)}
     values = dict(overrides)
     for name in values:
-        if name not in fields:
+        if name not in known:
             raise ParamsError(f"{kind} funding has no parameter {name!r}", field=f"{where}.{name}",
                               value=values[name])
     params = params_type(**values)

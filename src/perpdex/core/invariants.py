@@ -103,8 +103,8 @@ def _check_orders(ex: Exchange) -> None:
                             or order.status not in _RESTING or remaining <= 0):
                         raise InvariantViolation(f"{market_id}: book entry {order_id} disagrees with {order!r}")
                     seen.add(order_id)
-        crossed = market.book.best_bid() is not None and market.book.best_ask() is not None
-        if crossed and market.book.best_bid() >= market.book.best_ask():
+        best_bid, best_ask = market.book.best_bid(), market.book.best_ask()
+        if best_bid is not None and best_ask is not None and best_bid >= best_ask:
             raise InvariantViolation(f"{market_id}: book is crossed")
         for order_id, order in market.untriggered.items():
             if order.status is not OrderStatus.UNTRIGGERED or ex.open_orders.get(order_id) is not order:

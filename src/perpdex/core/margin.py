@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import NamedTuple, Protocol
 
+from perpdex.core.errors import InvariantViolation
 from perpdex.core.params import LiquidityTier, MarketParams
 from perpdex.core.units import PPM
 
@@ -197,11 +198,18 @@ class PricedMarket(Protocol):
     """What margin needs of a market: parameters, oracle price, open interest, and the initial
     margin fraction at that open interest (`initial_margin_ppm_at`, kept current by the owner)."""
 
-    params: MarketParams
-    oracle_price_subticks: int | None
-    open_interest_base_quantums: int
-    quantum_conversion_divisor: int
-    initial_margin_ppm: int
+    # read-only properties, so a plain attribute (MarketState) and a computed one (the screen's
+    # markets) both qualify
+    @property
+    def params(self) -> MarketParams: ...
+    @property
+    def oracle_price_subticks(self) -> int | None: ...
+    @property
+    def open_interest_base_quantums(self) -> int: ...
+    @property
+    def quantum_conversion_divisor(self) -> int: ...
+    @property
+    def initial_margin_ppm(self) -> int: ...
 
 
 def positions_risk(positions: Mapping[str, int], markets: Mapping[str, PricedMarket],
@@ -213,9 +221,12 @@ def positions_risk(positions: Mapping[str, int], markets: Mapping[str, PricedMar
         if market_id == skip_market_id:
             continue
         market = markets[market_id]
+        price = market.oracle_price_subticks
+        if price is None:  # a position exists only in a market that had a price: a broken state
+            raise InvariantViolation(f"position in {market_id}, which has no oracle price")
         # `requirements_at` and `margin_requirements` inlined (this sum runs for every order and fill):
         # notional truncated toward zero, IMR and MMR rounded up against the trader, as there.
-        product = size * market.oracle_price_subticks
+        product = size * price
         divisor = market.quantum_conversion_divisor
         if product >= 0:
             absolute = product // divisor

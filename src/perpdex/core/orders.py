@@ -4,8 +4,12 @@ The `Order` record is what rests on the book and what the status table reports."
 from __future__ import annotations
 
 from enum import Enum, IntEnum
+from typing import TYPE_CHECKING
 
 from perpdex.core.errors import InvariantViolation
+
+if TYPE_CHECKING:
+    from perpdex.core.state import SubaccountId
 
 
 class Side(IntEnum):
@@ -100,7 +104,8 @@ class Order:
         "good_til_ts_ms", "condition", "trigger_price_subticks", "status", "placed_ts_ms",
     )
 
-    def __init__(self, order_id: int, subaccount_id, market_id: str, is_buy: bool, price_subticks: int,
+    def __init__(self, order_id: int, subaccount_id: SubaccountId, market_id: str, is_buy: bool,
+                 price_subticks: int | None,
                  size_base_quantums: int, order_type: OrderType = OrderType.LIMIT,
                  time_in_force: TimeInForce = TimeInForce.GTT, reduce_only: bool = False,
                  client_id: int | None = None, good_til_ts_ms: int | None = None,
@@ -122,6 +127,14 @@ class Order:
         self.trigger_price_subticks = trigger_price_subticks
         self.status = status
         self.placed_ts_ms = placed_ts_ms
+
+    @property
+    def book_price_subticks(self) -> int:
+        """The price it rests at: only limit orders rest, so an order on the book always has one."""
+        price = self.price_subticks
+        if price is None:
+            raise InvariantViolation(f"order {self.order_id} has no price but is on the book")
+        return price
 
     @property
     def filled_base_quantums(self) -> int:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perpdex.core.orders import CancelReason, Order, OrderStatus
 
@@ -34,7 +34,7 @@ class Plan:
         self.fees_delta_quote_quantums = 0
         self.insurance_delta_quote_quantums = 0
         self.funding_dust_ppm = 0  # funding rounding kept by the exchange (settlement floors), ppm
-        self.funding_updates: list[tuple[str, int, object, int]] = []  # (market, index, model state, start ts)
+        self.funding_updates: list[tuple[str, int, Any, int]] = []  # (market, index, model state, start ts)
         self.liquidation_cooldowns: dict[SubaccountId, int] = {}  # partial-liquidation times (hyperliquid policy)
         self.socialized_loss_delta = 0  # paradex policy: loss made whole (+) or repaid by haircuts (-)
         self.deposited_delta: dict[int, int] = {}

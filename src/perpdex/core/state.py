@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from perpdex.core.book import OrderBook
+from perpdex.core.errors import MissingOraclePriceError
 from perpdex.core.funding import make_funding_model, observation_interval_ms
 from perpdex.core.margin import initial_margin_ppm_at
 from perpdex.core.orders import Order
@@ -150,7 +151,7 @@ class MarketState:
         self.untriggered: dict[int, Order] = {}
         self.funding_model = make_funding_model(params.funding_model, params.funding_overrides,
                                                 params.liquidity_tier)
-        self.funding_state = None  # the model's state, from the first funding observation on
+        self.funding_state: Any = None  # the model's state, from the first funding observation on
         self.funding_index = 0  # cumulative funding per base quantum of long, ppm of a quote quantum
         self.funding_observation_ms = observation_interval_ms(self.funding_model)
         self.next_funding_observation_ms = 0
@@ -163,6 +164,14 @@ class MarketState:
         if self.oracle_price_subticks is not None:
             self.initial_margin_ppm = initial_margin_ppm_at(self.params.liquidity_tier, self.open_interest_base_quantums,
                                                             self.oracle_price_subticks, self.quantum_conversion_divisor)
+
+    def require_oracle_price(self) -> int:
+        """The oracle price (subticks); raises MissingOraclePriceError before the market's first one."""
+        price = self.oracle_price_subticks
+        if price is None:
+            market_id = self.params.market_id
+            raise MissingOraclePriceError(f"no oracle price for {market_id} yet", field="market_id", value=market_id)
+        return price
 
     def oracle_is_fresh(self, ts_ms: int) -> bool:
         return self.oracle_ts_ms is not None and ts_ms - self.oracle_ts_ms <= self.params.oracle_staleness_ms

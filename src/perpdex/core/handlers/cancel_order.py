@@ -17,15 +17,16 @@ if TYPE_CHECKING:
 
 def plan(ex: Exchange, tx: CancelOrder) -> Plan:
     require_subaccount(ex, tx.subaccount_id)
-    if (tx.order_id is None) == (tx.client_id is None):
-        raise MalformedTxError("give exactly one of order_id and client_id", field="order_id", value=tx.order_id)
-    if tx.order_id is not None:
-        field, value = "order_id", tx.order_id
-        order = ex.open_orders.get(tx.order_id)
+    order_id, client_id = tx.order_id, tx.client_id
+    if order_id is not None and client_id is None:
+        field, value = "order_id", order_id
+        order = ex.open_orders.get(order_id)
+    elif client_id is not None and order_id is None:
+        field, value = "client_id", client_id
+        resting_id = ex.client_ids.get((tx.subaccount_id, client_id))
+        order = None if resting_id is None else ex.open_orders.get(resting_id)
     else:
-        field, value = "client_id", tx.client_id
-        order_id = ex.client_ids.get((tx.subaccount_id, tx.client_id))
-        order = None if order_id is None else ex.open_orders.get(order_id)
+        raise MalformedTxError("give exactly one of order_id and client_id", field="order_id", value=order_id)
     if order is None or order.subaccount_id != tx.subaccount_id:
         if tx.order_id is not None and tx.order_id in ex.finished_orders and order is None:
             status = ex.finished_orders[tx.order_id][0]

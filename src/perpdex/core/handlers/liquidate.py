@@ -204,13 +204,13 @@ def _liquidate_hyperliquid(ex: Exchange, subaccount_id: SubaccountId, ts_ms: int
         market = ex.markets[market_id]
         params = market.params
         step = params.step_base_quantums
-        notional = abs(notional_quote_quantums(position, market.oracle_price_subticks,
+        notional = abs(notional_quote_quantums(position, market.require_oracle_price(),
                                                market.quantum_conversion_divisor))
         size = abs(position)
         if notional > config.partial_above_notional_quote_quantums:
             size = max(step, size * config.partial_step_ppm // PPM // step * step)  # floor: to a step
         is_buy = position < 0
-        limit = slippage_limit_subticks(market.oracle_price_subticks, is_buy, config.market_order_slippage_ppm,
+        limit = slippage_limit_subticks(market.require_oracle_price(), is_buy, config.market_order_slippage_ppm,
                                         params.subticks_per_tick)
         filled, _, _ = _liquidate_position(ex, subaccount, market_id, ex.risk(subaccount_id), NO_LIQUIDATIONS,
                                         config, ts_ms, events, order=(size if is_buy else -size, limit),
@@ -343,7 +343,7 @@ def _fund_takes(ex: Exchange, source: Subaccount, *, share_ppm: int, fund: Subac
     `fund` None: a what-if on source."""
     source = source.copy()
     taken = []
-    open_interest = {}
+    open_interest: dict[str, int] = {}
     moved_notional = 0
     for market_id, size in sorted(source.positions.items()):
         market = ex.markets[market_id]
@@ -351,7 +351,7 @@ def _fund_takes(ex: Exchange, source: Subaccount, *, share_ppm: int, fund: Subac
         share_size = -((-abs(size) * share_ppm) // PPM)  # ceil: the cut is never smaller than the share
         take = min(abs(size), -((-share_size) // step) * step)  # ceil to a step, capped at the position
         signed = take if size > 0 else -take
-        notional = notional_quote_quantums(signed, market.oracle_price_subticks, market.quantum_conversion_divisor)
+        notional = notional_quote_quantums(signed, market.require_oracle_price(), market.quantum_conversion_divisor)
         source.trade(market_id, -signed, abs(notional), market.funding_index)
         source.add_usdc(notional)
         moved_notional += abs(notional)
@@ -394,7 +394,7 @@ def _liquidate_position(ex: Exchange, subaccount: Subaccount, market_id: str, ri
     one before by `_moved_risk` (exact), not from a full recount."""
     market = ex.markets[market_id]
     params = market.params
-    oracle = market.oracle_price_subticks
+    oracle = market.require_oracle_price()
     position = subaccount.positions[market_id]
     if order is not None:
         delta, limit = order
@@ -565,7 +565,7 @@ def _moved_risk(risk: Risk, usdc_delta_quote_quantums: int, market: MarketState,
                 size_after_base_quantums: int) -> Risk:
     """`margin.moved_risk` at `market`'s stored state (oracle price and initial fraction)."""
     return moved_risk(risk, usdc_delta_quote_quantums, size_before_base_quantums, size_after_base_quantums,
-                      market.oracle_price_subticks, market.quantum_conversion_divisor, market.params.liquidity_tier,
+                      market.require_oracle_price(), market.quantum_conversion_divisor, market.params.liquidity_tier,
                       market.initial_margin_ppm)
 
 
@@ -576,7 +576,7 @@ def _at_open_interest(risk: Risk, size_base_quantums: int, market: MarketState, 
     if not size_base_quantums or open_interest == market.open_interest_base_quantums:
         return risk
     tier = market.params.liquidity_tier
-    price, divisor = market.oracle_price_subticks, market.quantum_conversion_divisor
+    price, divisor = market.require_oracle_price(), market.quantum_conversion_divisor
     initial_margin_ppm = initial_margin_ppm_at(tier, open_interest, price, divisor)
     if initial_margin_ppm == market.initial_margin_ppm:
         return risk
@@ -696,7 +696,7 @@ def _ranked_candidates(ex: Exchange, subaccount_id: SubaccountId, market_id: str
     """Hyperliquid auto-deleveraging: the opposite side's holders by unrealized PnL x leverage, highest first
     (`deleveraging_order`; PnL = notional at the oracle price - cost basis, funding apart), as (id, None)."""
     market = ex.markets[market_id]
-    oracle, divisor = market.oracle_price_subticks, market.quantum_conversion_divisor
+    oracle, divisor = market.require_oracle_price(), market.quantum_conversion_divisor
     candidates = []
     for other_id in ex.holders[market_id]:
         other = ex.subaccounts[other_id]
@@ -719,7 +719,7 @@ def _deleverage(ex: Exchange, subaccount_id: SubaccountId, market_id: str, ts_ms
     current risk (`ex.risk`); it saves one recount until the first offset commits."""
     market = ex.markets[market_id]
     params = market.params
-    oracle = market.oracle_price_subticks
+    oracle = market.require_oracle_price()
     position = ex.subaccounts[subaccount_id].positions[market_id]
     remaining = -position
     progressed = False

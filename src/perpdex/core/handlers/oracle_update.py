@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from perpdex.core.errors import MalformedTxError, PerpdexError, UnknownMarketError
+from perpdex.core.errors import InvariantViolation, MalformedTxError, PerpdexError, UnknownMarketError
 from perpdex.core.events import Event, OraclePriceUpdated, OrderFinished, OrderTriggered
 from perpdex.core.handlers.common import settled
 from perpdex.core.handlers.place_order import execute
@@ -52,12 +52,16 @@ def run_triggers(ex: Exchange, tx: OracleUpdate) -> list[Event]:
     events: list[Event] = []
     for entry in tx.prices:
         market = ex.markets[entry.market_id]
-        price = market.oracle_price_subticks
-        triggered = [order for order_id, order in sorted(market.untriggered.items())
-                     if conditional_triggers(order.is_buy, order.condition, order.trigger_price_subticks, price)]
-        for order in triggered:
-            events.append(OrderTriggered(tx.ts_ms, order.order_id, order.market_id, price,
-                                         order.trigger_price_subticks))
+        price = market.require_oracle_price()
+        triggered = []
+        for order_id, order in sorted(market.untriggered.items()):
+            condition, trigger = order.condition, order.trigger_price_subticks
+            if condition is None or trigger is None:
+                raise InvariantViolation(f"untriggered order {order_id} has no condition")
+            if conditional_triggers(order.is_buy, condition, trigger, price):
+                triggered.append((order, trigger))
+        for order, trigger in triggered:
+            events.append(OrderTriggered(tx.ts_ms, order.order_id, order.market_id, price, trigger))
             step = Plan()
             try:
                 owner = settled(ex, ex.subaccount(order.subaccount_id), step, tx.ts_ms)

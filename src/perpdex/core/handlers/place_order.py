@@ -138,9 +138,9 @@ def check_margin_mode(subaccount: Subaccount, market: MarketState) -> None:
                               value=market_id)
 
 
-def market_order_limit(market: MarketState, is_buy: bool) -> int:
+def market_order_limit(market: MarketState, oracle_price_subticks: int, is_buy: bool) -> int:
     """Worst price of a market order without one: oracle +/- the market's slippage."""
-    return slippage_limit_subticks(market.oracle_price_subticks, is_buy, market.params.market_order_slippage_ppm,
+    return slippage_limit_subticks(oracle_price_subticks, is_buy, market.params.market_order_slippage_ppm,
                                    market.params.subticks_per_tick)
 
 
@@ -155,32 +155,34 @@ def slippage_limit_subticks(oracle_price_subticks: int, is_buy: bool, slippage_p
     return max(tick, -((-bound) // tick) * tick)  # ceil to a tick: toward oracle
 
 
-def _with_position(rest: tuple, usdc: int, size: int, market: MarketState, initial_margin_ppm: int) -> Risk:
+def _with_position(rest: tuple[int, int, int], usdc: int, size: int, market: MarketState, oracle_price_subticks: int,
+                   initial_margin_ppm: int) -> Risk:
     """Account risk from the other markets' part (`rest`), USDC and this market's position at
     the given initial margin fraction (the one the open interest after the change gives)."""
-    own = requirements_at(size, market.oracle_price_subticks, market.quantum_conversion_divisor,
+    own = requirements_at(size, oracle_price_subticks, market.quantum_conversion_divisor,
                           market.params.liquidity_tier, initial_margin_ppm)
     return Risk(usdc + rest[0] + own[0], rest[1] + own[1], rest[2] + own[2])
 
 
-def _imf_at(market: MarketState, open_interest: int) -> int:
+def _imf_at(market: MarketState, oracle_price_subticks: int, open_interest: int) -> int:
     """Initial fraction at a hypothetical open interest (the cached one when it is unchanged)."""
     if open_interest == market.open_interest_base_quantums:
         return market.initial_margin_ppm
-    return initial_margin_ppm_at(market.params.liquidity_tier, open_interest, market.oracle_price_subticks,
+    return initial_margin_ppm_at(market.params.liquidity_tier, open_interest, oracle_price_subticks,
                                  market.quantum_conversion_divisor)
 
 
-def _transition(rest: tuple, market: MarketState, initial_margin_ppm: int, usdc_before: int, size_before: int,
-                usdc_after: int, size_after: int) -> TransitionResult:
+def _transition(rest: tuple[int, int, int], market: MarketState, oracle_price_subticks: int, initial_margin_ppm: int,
+                usdc_before: int, size_before: int, usdc_after: int, size_after: int) -> TransitionResult:
     """check_transition for a change to one market's position, computing the state before only
     when the state after misses initial margin (the common case needs one risk, not two)."""
-    own = requirements_at(size_after, market.oracle_price_subticks, market.quantum_conversion_divisor,
+    own = requirements_at(size_after, oracle_price_subticks, market.quantum_conversion_divisor,
                           market.params.liquidity_tier, initial_margin_ppm)
     net_collateral, initial = usdc_after + rest[0] + own[0], rest[1] + own[1]
     if net_collateral >= initial:
         return _SUCCESS
-    return check_transition(_with_position(rest, usdc_before, size_before, market, initial_margin_ppm),
+    return check_transition(_with_position(rest, usdc_before, size_before, market, oracle_price_subticks,
+                                           initial_margin_ppm),
                             Risk(net_collateral, initial, rest[2] + own[2]))
 
 
@@ -197,6 +199,7 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     """
     params = market.params
     market_id = params.market_id
+    oracle_price = market.require_oracle_price()
     is_buy = order.is_buy
     sign = 1 if is_buy else -1
     size = order.size_base_quantums
@@ -209,7 +212,7 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
         raise StaleOracleError(f"oracle price of {market_id} is older than {params.oracle_staleness_ms} ms",
                                field="market_id", value=market_id)
     if limit_price is None:
-        limit_price = market_order_limit(market, is_buy)
+        limit_price = market_order_limit(market, oracle_price, is_buy)
     post_only = order.time_in_force is TimeInForce.POST_ONLY
     crosses = market.book.crosses(is_buy, limit_price)  # nothing below changes the book before matching
     if post_only and crosses:
@@ -226,11 +229,11 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     worst_fee = -((-worst_quote * worst_fee_ppm) // PPM)  # ceil: against trader
     tier = params.liquidity_tier
     worst_imf = (tier.initial_margin_ppm if not tier.open_interest_upper_cap_quote_quantums  # `_imf_at`, inlined
-                 else _imf_at(market, open_interest + worst_size))
-    outcome = _transition(rest, market, worst_imf, usdc, position,
+                 else _imf_at(market, oracle_price, open_interest + worst_size))
+    outcome = _transition(rest, market, oracle_price, worst_imf, usdc, position,
                           usdc - sign * worst_quote - worst_fee, position + sign * worst_size)
     if outcome is not _SUCCESS:
-        free = _with_position(rest, usdc, position, market, market.initial_margin_ppm).free_collateral
+        free = _with_position(rest, usdc, position, market, oracle_price, market.initial_margin_ppm).free_collateral
         raise MarginError(f"order fails the margin check for a full fill at its limit price ({outcome.value}):"
                           f" free collateral {free} quote quantums", field="size_base_quantums",
                           value=size, result=outcome)
@@ -238,12 +241,12 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     if post_only or not crosses:
         _settle_taker(result, order, size, None, limit_price, ts_ms)
         return
-    remaining, stop_reason = _match(ex, market, subaccount, order, limit_price, rest, ts_ms, result)
+    remaining, stop_reason = _match(ex, market, oracle_price, subaccount, order, limit_price, rest, ts_ms, result)
     _settle_taker(result, order, remaining, stop_reason, limit_price, ts_ms)
 
 
-def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Order, limit_price: int, rest: tuple,
-           ts_ms: int, result: Plan) -> tuple[int, CancelReason | None]:
+def _match(ex: Exchange, market: MarketState, oracle_price: int, subaccount: Subaccount, order: Order,
+           limit_price: int, rest: tuple[int, int, int], ts_ms: int, result: Plan) -> tuple[int, CancelReason | None]:
     """Walk the crossing side of the book; plan fills, maker cancels and subaccount drafts into
     `result`. Returns the taker's unfilled size and why it stopped early (None if it did not).
     A fill-or-kill that cannot fill entirely plans nothing and returns its whole size."""
@@ -258,7 +261,7 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
     taker_fee_ppm, maker_fee_ppm = params.taker_fee_ppm, params.maker_fee_ppm
     funding_index = market.funding_index
     market_open_interest, initial_margin_ppm = open_interest, market.initial_margin_ppm
-    tier, oracle_price = params.liquidity_tier, market.oracle_price_subticks
+    tier = params.liquidity_tier
     base_initial_margin_ppm, upper_cap = tier.initial_margin_ppm, tier.open_interest_upper_cap_quote_quantums
     taker = subaccount.copy()  # `subaccount` is already settled; this copy is what the fills change
     taker_positions, taker_collateral = taker.positions, taker.collateral
@@ -314,13 +317,13 @@ def _match(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Ord
         imf = initial_margin_ppm if new_open_interest == market_open_interest else (
             base_initial_margin_ppm if not upper_cap else  # `_imf_at`, inlined: it runs every fill
             initial_margin_ppm_at(tier, new_open_interest, oracle_price, divisor))
-        if _transition(maker_rest, market, imf, maker_usdc, maker_position,
+        if _transition(maker_rest, market, oracle_price, imf, maker_usdc, maker_position,
                        maker_usdc_new, maker_new) is not _SUCCESS:
             _cancel(maker_order, CancelReason.MAKER_UNDERCOLLATERALIZED, ts_ms, finished, finished_events)
             continue
         taker_usdc = taker_collateral.get(USDC_ASSET_ID, 0)
         taker_usdc_new = taker_usdc - sign * quote - taker_fee
-        if _transition(rest, market, imf, taker_usdc, taker_position,
+        if _transition(rest, market, oracle_price, imf, taker_usdc, taker_position,
                        taker_usdc_new, taker_new) is not _SUCCESS:
             stop_reason = CancelReason.TAKER_UNDERCOLLATERALIZED
             break

@@ -15,12 +15,13 @@ from perpdex.core.errors import (
     MalformedTxError,
     MarginError,
     MissingOraclePriceError,
-    StaleOracleError,
     UnknownMarketError,
 )
 from perpdex.core.events import ForcedTradeExecuted
 from perpdex.core.handlers.common import check_subaccount_id, require_subaccount, settled
-from perpdex.core.handlers.place_order import _cancel_stale_reduce_only, check_margin_mode, check_price, check_size
+from perpdex.core.handlers.place_order import (
+    _cancel_stale_reduce_only, check_margin_mode, check_oracle_for_change, check_price, check_size,
+)
 from perpdex.core.margin import TransitionResult, account_risk, check_transition
 from perpdex.core.plan import Plan
 from perpdex.core.units import MAX_BALANCE_QUANTUMS, div_floor
@@ -73,10 +74,7 @@ def _party(ex: Exchange, market: MarketState, stored: Subaccount, field: str, de
     before = settled(ex, stored, result, ts_ms)
     position = before.positions.get(market_id, 0)
     after_position = position + delta_base_quantums
-    adds_risk = abs(after_position) > abs(position) or (after_position != 0 and (after_position > 0) != (position > 0))
-    if adds_risk and not market.oracle_is_fresh(ts_ms):
-        raise StaleOracleError(f"oracle price of {market_id} is older than {market.params.oracle_staleness_ms} ms",
-                               field="market_id", value=market_id)
+    check_oracle_for_change(market, position, after_position, ts_ms)
     after = before.copy()
     after.add_usdc(quote_delta_quantums)
     if after.usdc_quote_quantums > MAX_BALANCE_QUANTUMS:

@@ -138,6 +138,16 @@ def check_margin_mode(subaccount: Subaccount, market: MarketState) -> None:
                               value=market_id)
 
 
+def check_oracle_for_change(market: MarketState, size_before: int, size_after: int, ts_ms: int) -> None:
+    """A change that grows a position or flips it needs a fresh oracle price (raises StaleOracleError);
+    one that only shrinks it may go through on a stale one, so a position can always be reduced."""
+    if ((abs(size_after) > abs(size_before) or (size_after != 0 and (size_after > 0) != (size_before > 0)))
+            and not market.oracle_is_fresh(ts_ms)):
+        market_id = market.params.market_id
+        raise StaleOracleError(f"oracle price of {market_id} is older than {market.params.oracle_staleness_ms} ms",
+                               field="market_id", value=market_id)
+
+
 def market_order_limit(market: MarketState, oracle_price_subticks: int, is_buy: bool) -> int:
     """Worst price of a market order without one: oracle +/- the market's slippage."""
     return slippage_limit_subticks(oracle_price_subticks, is_buy, market.params.market_order_slippage_ppm,
@@ -207,10 +217,8 @@ def execute(ex: Exchange, market: MarketState, subaccount: Subaccount, order: Or
     if order.reduce_only and (position == 0 or (position > 0) == is_buy):
         raise ReduceOnlyError("a reduce-only order must be opposite an open position", field="reduce_only",
                               value=True)
-    increases_risk = not order.reduce_only and (position == 0 or (position > 0) == is_buy or size > abs(position))
-    if increases_risk and not market.oracle_is_fresh(ts_ms):
-        raise StaleOracleError(f"oracle price of {market_id} is older than {params.oracle_staleness_ms} ms",
-                               field="market_id", value=market_id)
+    if not order.reduce_only:  # the worst case: the whole size fills
+        check_oracle_for_change(market, position, position + sign * size, ts_ms)
     if limit_price is None:
         limit_price = market_order_limit(market, oracle_price, is_buy)
     post_only = order.time_in_force is TimeInForce.POST_ONLY

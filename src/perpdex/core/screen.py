@@ -138,7 +138,6 @@ class MarginScreen:
         self._positions = np.ascontiguousarray(positions)  # exact, row-major: confirm reads rows
         self._sizes = np.asfortranarray(positions, dtype=np.float64)  # column j contiguous
         self._abs_sizes = np.abs(self._sizes)  # keeps Fortran order
-        self._usdc_float = usdc.astype(np.float64)
         self._net_collateral = np.empty(n, dtype=np.float64)
         self._maintenance = np.empty(n, dtype=np.float64)
         self._scratch = np.empty(n, dtype=np.float64)
@@ -150,9 +149,8 @@ class MarginScreen:
         self._maintenance_ppm2 = [tier.initial_margin_ppm * tier.maintenance_fraction_ppm for tier in tiers]
         self._has_requirement = np.array([k > 0 for k in self._maintenance_ppm2])
         self._all_have_requirement = bool(self._has_requirement.all())  # then no column selection is needed
-        self._can_be_liquidated = (positions[:, self._has_requirement] != 0).any(axis=1)
-        self._scales_key: tuple | None = None
-        self._scales_value: tuple = ()
+        self._scale = np.empty(m, dtype=np.float64)  # price / divisor per market, kept at the current prices
+        self._maintenance_scale = np.empty(m, dtype=np.float64)  # price x IMF x MF / divisor, likewise
         self._max_abs_usdc = int(np.abs(usdc).max()) if n else 0
         self._max_abs_size = [int(x) for x in np.abs(positions).max(axis=0)] if n else [0] * m
         self._exact_markets = [_ScreenMarket(params, 0, oi[j]) for j, params in enumerate(markets)]
@@ -169,15 +167,9 @@ class MarginScreen:
         market as a column at its oracle price and open interest. Raises ValueError if a market
         somebody holds has no oracle price yet."""
         market_ids = list(exchange.markets)
-        column = {market_id: j for j, market_id in enumerate(market_ids)}
         ids = list(exchange.subaccounts)
-        usdc = np.zeros(len(ids), dtype=np.int64)
-        positions = np.zeros((len(ids), len(market_ids)), dtype=np.int64)
-        for row, subaccount_id in enumerate(ids):
-            subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
-            usdc[row] = subaccount.usdc_quote_quantums
-            for market_id, size_base_quantums in subaccount.positions.items():
-                positions[row, column[market_id]] = size_base_quantums
+        values = _balances_and_sizes(exchange, ids, market_ids)
+        usdc, positions = values[:, 0], values[:, 1:]
         prices = []
         for j, market_id in enumerate(market_ids):
             price = exchange.markets[market_id].oracle_price_subticks
@@ -242,13 +234,11 @@ class MarginScreen:
         prices = [_checked_price(price) for price in prices_subticks]
         if len(prices) != len(self.markets):
             raise ValueError(f"need {len(self.markets)} prices, got {len(prices)}")
-        # price / divisor as int / int: one correctly rounded float per market
-        scale = np.array([price / divisor for price, divisor in zip(prices, self._divisors)])
-        maintenance_scale = np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
-                                      in zip(prices, self._maintenance_ppm2, self._divisors)])
-        np.matmul(self._sizes, scale, out=self._net_collateral)
-        np.add(self._net_collateral, self._usdc_float, out=self._net_collateral)
-        np.matmul(self._abs_sizes, maintenance_scale, out=self._maintenance)
+        for j, price in enumerate(prices):
+            self._set_scales(j, price)
+        np.matmul(self._sizes, self._scale, out=self._net_collateral)
+        np.add(self._net_collateral, self._usdc, out=self._net_collateral)  # int64 rounds to float64 as it adds
+        np.matmul(self._abs_sizes, self._maintenance_scale, out=self._maintenance)
         self._set_prices(prices)
         self._peak_prices = list(prices)
         self.updates_since_full = 0
@@ -277,6 +267,7 @@ class MarginScreen:
                 np.multiply(self._abs_sizes[:, j], delta * k / (divisor * PPM * PPM), out=scratch)
                 np.add(self._maintenance, scratch, out=self._maintenance)
             self._prices[j] = price
+            self._set_scales(j, price)
             self._exact_markets[j].oracle_price_subticks = price
             self._peak_prices[j] = max(self._peak_prices[j], price)
             self.updates_since_full += 1
@@ -288,37 +279,41 @@ class MarginScreen:
         bound that the tolerance already allows, so the bound holds for every row."""
         if not len(rows):
             return
-        index = np.asarray(rows, dtype=np.intp)
         usdc = np.asarray(usdc_quote_quantums, dtype=np.int64)  # raises on a value past int64
         block = np.asarray(positions_base_quantums, dtype=np.int64)
-        if block.shape != (len(index), len(self.markets)) or usdc.shape != (len(index),):
+        if block.shape != (len(rows), len(self.markets)) or usdc.shape != (len(rows),):
             raise ValueError("one balance and one full row of positions per updated row")
+        values = np.empty((len(rows), 1 + len(self.markets)), dtype=np.int64)
+        values[:, 0] = usdc
+        values[:, 1:] = block
+        self._update_values(np.asarray(rows, dtype=np.intp), values)
+
+    def _update_values(self, index: Rows, values: npt.NDArray[np.int64]) -> None:
+        """`update_rows` with each row's balance and sizes in one int64 block (balance first): one
+        conversion, one abs and one column max serve both (a refresh is ~16 rows, so numpy's
+        per-call overhead, not the arithmetic, is the cost)."""
+        usdc, block = values[:, 0], values[:, 1:]
+        floats = values.astype(np.float64)
+        magnitudes = np.abs(floats)
+        usdc_float, sizes, abs_sizes = floats[:, 0], floats[:, 1:], magnitudes[:, 1:]
         self._usdc[index] = usdc
-        self._usdc_float[index] = usdc
         self._positions[index] = block
-        sizes = block.astype(np.float64)
-        abs_sizes = np.abs(sizes)
         self._sizes[index] = sizes
         self._abs_sizes[index] = abs_sizes
-        scale, maintenance_scale = self._scales()
-        self._net_collateral[index] = usdc + sizes @ scale
-        self._maintenance[index] = abs_sizes @ maintenance_scale
-        held = block != 0 if self._all_have_requirement else block[:, self._has_requirement] != 0
-        self._can_be_liquidated[index] = held.any(axis=1)
-        self._max_abs_usdc = max(self._max_abs_usdc, int(np.abs(usdc).max()))
-        column_max = abs_sizes.max(axis=0).tolist()  # Python floats: int() of each as of the float64
-        self._max_abs_size = [max(old, int(new)) for old, new in zip(self._max_abs_size, column_max)]
+        self._net_collateral[index] = usdc_float + sizes @ self._scale
+        self._maintenance[index] = abs_sizes @ self._maintenance_scale
+        column_max = magnitudes.max(axis=0).tolist()  # Python floats: int() of each as of the float64
+        # Rounding is monotone, so a float balance peak below float(the old peak) means no exact
+        # balance exceeds it; only otherwise is the exact int64 peak worth computing.
+        if column_max[0] >= float(self._max_abs_usdc):
+            self._max_abs_usdc = max(self._max_abs_usdc, int(np.abs(usdc).max()))
+        self._max_abs_size = list(map(max, self._max_abs_size, map(int, column_max[1:])))
 
-    def _scales(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """price / divisor and price x IMF x MF / divisor per market at the current prices (memoized)."""
-        prices = tuple(self._prices)
-        if prices != self._scales_key:
-            self._scales_key = prices
-            self._scales_value = (
-                np.array([price / divisor for price, divisor in zip(prices, self._divisors)]),
-                np.array([price * k / (divisor * PPM * PPM) for price, k, divisor
-                          in zip(prices, self._maintenance_ppm2, self._divisors)]))
-        return self._scales_value
+    def _set_scales(self, j: int, price: int) -> None:
+        """Market j's scales at `price`, each as int / int: one correctly rounded float."""
+        divisor = self._divisors[j]
+        self._scale[j] = price / divisor
+        self._maintenance_scale[j] = price * self._maintenance_ppm2[j] / (divisor * PPM * PPM)
 
     def candidates(self) -> Rows:
         """Candidate rows at the current prices, ascending."""
@@ -328,7 +323,13 @@ class MarginScreen:
         np.add(self._maintenance, self.tolerance_quote_quantums, out=self._scratch)
         np.less(self._net_collateral, self._scratch, out=self._flags)
         rows = np.flatnonzero(self._flags)
-        return rows[self._can_be_liquidated[rows]]
+        if not rows.size:
+            return rows
+        # only flagged rows need the position check (usually none are flagged)
+        held = self._positions[rows]
+        if not self._all_have_requirement:
+            held = held[:, self._has_requirement]
+        return rows[held.any(axis=1)]
 
     def _set_prices(self, prices: list[int]) -> None:
         self._prices = prices
@@ -365,6 +366,24 @@ class MarginScreen:
     def liquidatable_after_move(self, market: int | str, price_subticks: int) -> Rows:
         """Rows truly liquidatable after one market moves: `update_market`, then `confirm`."""
         return self.confirm(self.update_market(market, price_subticks))
+
+
+def _balances_and_sizes(exchange: Exchange, subaccount_ids: Iterable[SubaccountId],
+                        market_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+    """One int64 row per subaccount with its funding settled: the USDC balance, then the size in
+    each market. Gathered into one flat list and converted once (raises OverflowError past int64):
+    the per-element numpy stores cost more than the reads."""
+    subaccounts, funding_epoch = exchange.subaccounts, exchange.funding_epoch
+    absent = (0,) * len(market_ids)
+    flat: list[int] = []
+    append, extend = flat.append, flat.extend
+    for subaccount_id in subaccount_ids:
+        subaccount = subaccounts[subaccount_id]
+        if subaccount.funding_epoch != funding_epoch:  # else `settled_view` is the stored one
+            subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
+        append(subaccount.collateral.get(USDC_ASSET_ID, 0))
+        extend(map(subaccount.positions.get, market_ids, absent))
+    return np.array(flat, dtype=np.int64).reshape(-1, 1 + len(market_ids))
 
 
 def _int64_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
@@ -416,23 +435,15 @@ class ExchangeScreen:
             self.rows = {subaccount_id: row for row, subaccount_id in enumerate(screen.subaccount_ids or ())}
             self.dirty.clear()
         else:
-            if self.dirty:
-                market_ids = screen.market_ids
-                rows, balances, blocks = [], [], []
-                subaccounts, funding_epoch, row_of = exchange.subaccounts, exchange.funding_epoch, self.rows
-                for subaccount_id in self.dirty:
-                    subaccount = subaccounts[subaccount_id]
-                    if subaccount.funding_epoch != funding_epoch:  # else `settled_view` is the stored one
-                        subaccount = exchange.settled_view(subaccount_id)  # unsettled funding counts
-                    rows.append(row_of[subaccount_id])
-                    balances.append(subaccount.collateral.get(USDC_ASSET_ID, 0))
-                    position = subaccount.positions.get
-                    blocks.append([position(market_id, 0) for market_id in market_ids])
-                screen.update_rows(rows, balances, blocks)
-                self.dirty.clear()
+            dirty = self.dirty
+            if dirty:
+                rows = np.fromiter(map(self.rows.__getitem__, dirty), dtype=np.intp, count=len(dirty))
+                screen._update_values(rows, _balances_and_sizes(exchange, dirty, screen.market_ids))
+                dirty.clear()
+            current = screen.prices_subticks  # move_market changes only its own column
             for column, market_id in enumerate(screen.market_ids):
                 price = exchange.markets[market_id].oracle_price_subticks
-                if price is not None and price != screen.prices_subticks[column]:
+                if price is not None and price != current[column]:
                     screen.move_market(column, price)
         ids = screen.subaccount_ids or ()
         return [ids[row] for row in screen.candidates()]

@@ -16,9 +16,9 @@ ids; each leaf carries its owner key and subaccount number, so a proof says whos
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from perpdex.core.state import Subaccount, SubaccountId
 from perpdex.rollup.encoding import (
@@ -45,6 +45,7 @@ def nonce_leaf(backend: HashBackend, public_key: int, nonce: int, kind: str) -> 
     leaf = backend.hash2(public_key, (NONCE_KINDS[kind] << 64) | nonce)
     return leaf & ((1 << NONCE_TREE_HEIGHT) - 1), leaf
 EMPTY_LEAF = 0
+Node = TypeVar("Node")  # a tree node: a hash, or (hash, sum) in the Merkle-sum tree
 
 
 class TreeError(ValueError):
@@ -86,25 +87,13 @@ class SparseMerkleTree:
             else:
                 level0.pop(index, None)
         hash_pairs = self.hashers.pairs
-        defaults = self.defaults
-        dirty = {index >> 1 for index in leaves}
-        rehashed = 0
-        for level in range(self.height):
-            below, above = self.levels[level], self.levels[level + 1]
-            default_below, default_above = defaults[level], defaults[level + 1]
+
+        def hash_level(below: dict[int, int], default_below: int, parents: list[int]) -> list[int]:
             get = below.get
-            parents = list(dirty)
-            # one level's nodes are independent of each other: hashed together, on every core
-            nodes = hash_pairs([(get(2 * parent, default_below), get(2 * parent + 1, default_below))
-                                for parent in parents])
-            for parent, node in zip(parents, nodes):
-                if node == default_above:
-                    above.pop(parent, None)
-                else:
-                    above[parent] = node
-            rehashed += len(parents)
-            dirty = {parent >> 1 for parent in parents}
-        return rehashed
+            return hash_pairs([(get(2 * parent, default_below), get(2 * parent + 1, default_below))
+                               for parent in parents])
+
+        return _rehash_upward(self.levels, self.defaults, leaves, hash_level)
 
     def proof(self, index: int) -> tuple[int, ...]:
         """Sibling hashes from the leaf's level up to just below the root."""
@@ -173,13 +162,11 @@ class MerkleSumTree:
                 level0[index] = (leaf_hash, value)
             else:
                 level0.pop(index, None)
-        dirty = {index >> 1 for index in leaves}
-        rehashed = 0
         limit = 1 << SUM_BITS
-        for level in range(self.height):
-            below, above = self.levels[level], self.levels[level + 1]
-            default_below, default_above = self.defaults[level], self.defaults[level + 1]
-            parents = list(dirty)
+        sum_nodes = self.hashers.sum_nodes
+
+        def hash_level(below: dict[int, tuple[int, int]], default_below: tuple[int, int],
+                       parents: list[int]) -> list[tuple[int, int]]:
             items, totals = [], []
             for parent in parents:
                 left = below.get(2 * parent, default_below)
@@ -189,15 +176,9 @@ class MerkleSumTree:
                     raise TreeError("liabilities sum exceeds the tree's sum width")
                 items.append((left[0], right[0], (left[1] << SUM_BITS) | right[1]))  # as sum_node_hash
                 totals.append(total)
-            for parent, node_hash, total in zip(parents, self.hashers.sum_nodes(items), totals):
-                node = (node_hash, total)
-                if node == default_above:
-                    above.pop(parent, None)
-                else:
-                    above[parent] = node
-            rehashed += len(parents)
-            dirty = {parent >> 1 for parent in parents}
-        return rehashed
+            return list(zip(sum_nodes(items), totals))
+
+        return _rehash_upward(self.levels, self.defaults, leaves, hash_level)
 
     def leaf(self, index: int) -> tuple[int, int]:
         return self.levels[0].get(index, (0, 0))
@@ -506,3 +487,24 @@ class StateTree:
             proofs.append(LiabilityProof(index, 0, number, self.liabilities.leaf(index)[1],
                                          self.liabilities.proof(index)))
         return proofs[0], proofs[1]
+
+
+def _rehash_upward(levels: list[dict[int, Node]], defaults: list[Node], leaves: Iterable[int],
+                   hash_level: Callable[[dict[int, Node], Node, list[int]], list[Node]]) -> int:
+    """Rehash every ancestor of the changed leaves, level by level up to the root. `hash_level(below,
+    default below, parents)` gives the parents' new nodes (one level's nodes are independent of each other,
+    so they are hashed together, on every core); a node equal to its level's default is not stored.
+    Returns the number of internal nodes rehashed."""
+    dirty = {index >> 1 for index in leaves}
+    rehashed = 0
+    for level in range(len(levels) - 1):
+        above, default_above = levels[level + 1], defaults[level + 1]
+        parents = list(dirty)
+        for parent, node in zip(parents, hash_level(levels[level], defaults[level], parents)):
+            if node == default_above:
+                above.pop(parent, None)
+            else:
+                above[parent] = node
+        rehashed += len(parents)
+        dirty = {parent >> 1 for parent in parents}
+    return rehashed

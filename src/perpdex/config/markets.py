@@ -6,10 +6,11 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from perpdex.core.errors import MarketFileError, ParamsError
+from perpdex.core.errors import MarketFileError, ParamsError, PerpdexError
 from perpdex.core.params import FundingFinality, LiquidityTier, MarketParams, MarketType
 
 DEFAULT_MARKETS_FILE = "markets.toml"
@@ -61,12 +62,18 @@ def field_path(location: tuple) -> str:
     return out
 
 
+def parse_toml(text: str, source: str, error: type[PerpdexError]) -> dict[str, Any]:
+    """TOML text as a dict; text that does not parse raises `error` naming `source` (field "file").
+    The market, scenario and portfolio files all read this way."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML: {exc}", field="file", value=source) from exc
+
+
 def parse_markets(text: str, source: str = "<markets>") -> list[MarketParams]:
     """Markets from TOML text; raises MarketFileError naming `source` and the field at fault."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise MarketFileError(f"{source}: not valid TOML: {exc}", field="file", value=source) from exc
+    raw = parse_toml(text, source, MarketFileError)
     try:
         model = MarketsFileModel.model_validate(raw)
     except ValidationError as exc:

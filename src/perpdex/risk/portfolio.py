@@ -25,7 +25,6 @@ the core's `margin.account_risk` computes it.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from perpdex.config.markets import field_path
+from perpdex.config.markets import field_path, parse_toml
 from perpdex.core.errors import PerpdexError
 from perpdex.core.margin import Risk, account_risk
 from perpdex.core.params import MarketParams, MarketType
@@ -373,10 +372,7 @@ def _usd(amount: Decimal, field_name: str, source: str) -> int:
 def parse_portfolio(text: str, source: str = "<portfolio>", *, markets: Iterable[MarketParams] | None = None,
                     base: Path | None = None) -> Portfolio:
     """A portfolio from TOML text; raises PortfolioError naming `source` and the field at fault."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PortfolioError(f"{source}: not valid TOML: {exc}", field="file", value=source) from exc
+    raw = parse_toml(text, source, PortfolioError)
     try:
         model = PortfolioModel.model_validate(raw)
     except ValidationError as exc:

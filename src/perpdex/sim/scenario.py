@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from perpdex.config.markets import field_path
+from perpdex.config.markets import field_path, parse_toml
 from perpdex.core.errors import PerpdexError
 
 SCENARIO_PACKAGE = "perpdex.sim.scenarios"
@@ -469,10 +469,7 @@ def scenario_text(name_or_path: str | Path) -> tuple[str, str]:
 def load_scenario(name_or_path: str | Path = "default", overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
     """A shipped scenario by name, or a TOML file, with `--set` overrides applied before validation."""
     text, source = scenario_text(name_or_path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{source}: not valid TOML: {exc}", field="file", value=source) from None
+    raw = parse_toml(text, source, ScenarioError)
     raw = apply_overrides(raw, overrides)
     index = raw.get("index")
     if isinstance(index, dict) and isinstance(index.get("csv"), str) and source not in list_scenarios():
